@@ -1,0 +1,160 @@
+"""Settings of the host project. The environment is read here and nowhere else.
+
+Environment variables:
+    DJANGO_SECRET_KEY   secret key (a development key when unset)
+    DJANGO_DEBUG        "1" for debug
+    ALLOWED_HOSTS       comma-separated (default: localhost,127.0.0.1,[::1])
+    DATABASE_URL        e.g. postgres://user@host:5432/db (default: SQLite file db.sqlite3)
+    REDIS_URL           e.g. redis://127.0.0.1:6379/0; unset = in-memory channel layer
+    REDIS_LAYER         "pubsub" (default) or "core": which channels_redis layer
+    GATEWAY_AGENT       agent backend: "demo" (default), "openai" or a dotted path
+    OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL   options of the "openai" backend
+    GATEWAY_ORPHAN_GRACE_S   seconds before a clientless session is reclaimed
+    GATEWAY_ALLOW_ANONYMOUS  "0" to require an authenticated user
+    GATEWAY_WORKER_ID   name of this process in gateway.ready
+    LOG_LEVEL           root log level (default INFO)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+SECRET_KEY = _env("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
+DEBUG = _env("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "ws_gateway",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hermes_site.urls"
+ASGI_APPLICATION = "hermes_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_database_url = _env("DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            # Several threads (and in tests several processes) share the file.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+    _sqlite_test_name = _env("SQLITE_TEST_NAME")
+    if _sqlite_test_name:
+        DATABASES["default"]["TEST"] = {"NAME": _sqlite_test_name}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_redis_url = _env("REDIS_URL")
+if _redis_url:
+    if _env("REDIS_LAYER", "pubsub") == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    # No socket timeout on the blocking pop (idle consumers would
+                    # die with 1011) and a pool that survives mass reconnects.
+                    "hosts": [{"address": _redis_url, "socket_timeout": None, "max_connections": 1000}],
+                    "capacity": 10000,
+                    "expiry": 60,
+                },
+            }
+        }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [_redis_url]},
+            }
+        }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # The default (100) silently drops streamed events under load.
+            "CONFIG": {"capacity": 10000},
+        }
+    }
+
+WS_GATEWAY = {
+    "AGENT": _env("GATEWAY_AGENT", "demo"),
+    "AGENT_OPTIONS": {
+        key: value
+        for key, value in {
+            "base_url": _env("OPENAI_BASE_URL"),
+            "api_key": _env("OPENAI_API_KEY"),
+            "model": _env("OPENAI_MODEL"),
+        }.items()
+        if value
+    },
+    "ORPHAN_GRACE_S": float(_env("GATEWAY_ORPHAN_GRACE_S", "20")),
+    "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
+    "WORKER_ID": _env("GATEWAY_WORKER_ID"),
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}},
+}

@@ -1,0 +1,9 @@
+"""HTTP routes of the host project."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("ws_gateway.urls")),
+]

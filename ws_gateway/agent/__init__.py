@@ -1,0 +1,1 @@
+"""Agents: the backend interface, the turn runner and the built-in backends."""

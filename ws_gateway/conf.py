@@ -1,0 +1,96 @@
+"""The gateway's settings: one object, documented defaults, overridden by
+``settings.WS_GATEWAY`` (in the spirit of DRF's ``api_settings``).
+
+    from ws_gateway.conf import gateway_settings
+    gateway_settings.ORPHAN_GRACE_S
+
+Changing ``settings.WS_GATEWAY`` (``override_settings`` in tests) resets it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    # WebSocket path (without leading slash) served by ws_gateway.routing.
+    "PATH": "api/ws",
+    # Threads running inline methods (each connection uses at most one at a time).
+    "INLINE_WORKERS": 32,
+    # Threads running pool methods (slow ones), shared by the process.
+    "POOL_WORKERS": 8,
+    # Threads building agents in the background.
+    "BUILD_WORKERS": 4,
+    # Seconds a clientless session is kept before it is reclaimed; 0 = never.
+    "ORPHAN_GRACE_S": 20.0,
+    # A parked running session with no activity for this long is interrupted.
+    "STALE_TURN_S": 600.0,
+    # Idle sessions older than this are reclaimed (idle_timeout).
+    "IDLE_TTL_S": 6 * 3600.0,
+    # How often the idle-TTL sweep runs.
+    "SWEEP_INTERVAL_S": 60.0,
+    # Cap on live sessions; 0 = no cap. Over it, clientless idle ones go first.
+    "MAX_LIVE_SESSIONS": 0,
+    # Streaming deltas of one session are merged and flushed this often.
+    "DELTA_FLUSH_MS": 33.0,
+    # Event log (replay): per-session caps, never below the protocol's floor.
+    "EVENT_LOG_MAX_EVENTS": 4096,
+    "EVENT_LOG_MAX_BYTES": 8 * 1024 * 1024,
+    "EVENT_LOG_MIN_EVENTS": 512,
+    "EVENT_LOG_MIN_BYTES": 4 * 1024 * 1024,
+    # Process-wide cap over all in-memory logs.
+    "EVENT_LOG_TOTAL_BYTES": 512 * 1024 * 1024,
+    # Frames queued for one socket before it is closed as a slow consumer (4008).
+    "OUTBOUND_MAX_FRAMES": 20000,
+    # Largest transcript (rows) that session.resume will load (else 4130).
+    "MAX_RESUME_MESSAGES": 20000,
+    # Seconds session.close waits for a running turn.
+    "CLOSE_WAIT_S": 5.0,
+    # Allow connections without an authenticated user.
+    "ALLOW_ANONYMOUS": True,
+    # Skin sent in gateway.ready and served by config.get skin.
+    "SKIN": "default",
+    # Extra skins {name: {colors, branding, ...}} added to the built-in ones.
+    "SKINS": {},
+    # Agent backend: "demo", "openai", or a dotted path to a backend class.
+    "AGENT": "demo",
+    # Options handed to the backend (base_url, api_key, model, ...).
+    "AGENT_OPTIONS": {},
+    # Seconds an agent build may take before it fails (5032).
+    "AGENT_BUILD_TIMEOUT_S": 60.0,
+    # Name of this worker in gateway.ready (default: host:pid).
+    "WORKER_ID": "",
+}
+
+
+class GatewaySettings:
+    """Attribute access to WS_GATEWAY with DEFAULTS as the fallback."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown ws_gateway setting: {name}")
+        if name not in self._cache:
+            user = getattr(settings, "WS_GATEWAY", {}) or {}
+            self._cache[name] = user.get(name, DEFAULTS[name])
+        return self._cache[name]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+gateway_settings = GatewaySettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "WS_GATEWAY":
+        gateway_settings.reload()
+
+
+setting_changed.connect(_reload)

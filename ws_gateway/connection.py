@@ -1,0 +1,149 @@
+"""One client connection: identity, ordered outbound queue, and per-session event cursors.
+
+Lives on the event loop. The cursor of a subscribed session is the last
+``seq`` written to this socket: an event at or below it is a duplicate and is
+dropped; an event beyond ``cursor + 1`` means the layer lost something, and
+the missing events are written from the event log first. So a client sees
+each session's events contiguously from the moment it attached, whatever the
+channel layer drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .conf import gateway_settings
+from .outbox import outbox, session_group
+
+log = logging.getLogger(__name__)
+
+CLOSE_SLOW_CONSUMER = 4008
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    parse_errors: int = 0
+    dispatch_crashes: int = 0
+    send_failures: int = 0
+    reaped_sessions: int = 0
+    detached_sessions: int = 0
+
+
+class Connection:
+    """Per-socket state shared by the consumer, the dispatcher and the session services."""
+
+    def __init__(
+        self,
+        channel_name: str,
+        *,
+        user_id: int | None,
+        peer: str,
+        layer: Any,
+        send_text: Callable[[str], Awaitable[None]],
+        close: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.id = channel_name
+        self.user_id = user_id
+        self.peer = peer
+        self.stats = Stats()
+        self.cursors: dict[str, int] = {}
+        self.groups: set[str] = set()
+        self.closed = False
+        self._layer = layer
+        self._send_text = send_text
+        self._close = close
+        self._out: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    # -- outbound ------------------------------------------------------
+
+    def push(self, text: str) -> None:
+        """Queue a frame for the socket, in order. Never blocks."""
+        if self.closed:
+            return
+        self._out.append(text)
+        if len(self._out) > gateway_settings.OUTBOUND_MAX_FRAMES:
+            log.warning("slow consumer peer=%s queued=%d: closing 4008", self.peer, len(self._out))
+            self._out.clear()
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_CONSUMER))
+            return
+        self._wake.set()
+
+    async def _write(self) -> None:
+        out = self._out
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while out:
+                text = out.popleft()
+                try:
+                    await self._send_text(text)
+                except Exception:
+                    self.stats.send_failures += 1
+                    log.debug("send failed peer=%s", self.peer, exc_info=True)
+
+    # -- session events ------------------------------------------------
+
+    async def join(self, session_id: str) -> None:
+        group = session_group(session_id)
+        if group not in self.groups:
+            self.groups.add(group)
+            await self._layer.group_add(group, self.id)
+
+    def start_cursor(self, session_id: str, baseline: int) -> None:
+        """Start (or keep) delivering a session's events after ``baseline``, catching up from the log."""
+        if session_id in self.cursors:
+            return
+        self.cursors[session_id] = baseline
+        log_ = outbox.logs.get(session_id)
+        if log_ is not None:
+            self._fill(session_id, log_.latest_seq + 1)
+
+    def deliver(self, session_id: str, seq: int, text: str) -> None:
+        cursor = self.cursors.get(session_id)
+        if cursor is None or seq <= cursor:
+            return
+        if seq > cursor + 1:
+            self._fill(session_id, seq)
+        self.push(text)
+        self.cursors[session_id] = seq
+
+    def _fill(self, session_id: str, before: int) -> None:
+        log_ = outbox.logs.get(session_id)
+        if log_ is None:
+            return
+        for event in log_.between(self.cursors[session_id], before):
+            self.push(event.text)
+            self.cursors[session_id] = event.seq
+
+    async def leave(self, session_id: str) -> None:
+        self.cursors.pop(session_id, None)
+        group = session_group(session_id)
+        if group in self.groups:
+            self.groups.discard(group)
+            await self._layer.group_discard(group, self.id)
+
+    # -- lifecycle -----------------------------------------------------
+
+    async def shutdown(self) -> None:
+        self.closed = True
+        self._writer.cancel()
+        for group in list(self.groups):
+            try:
+                await self._layer.group_discard(group, self.id)
+            except Exception:
+                log.debug("group_discard failed group=%s", group, exc_info=True)
+        self.groups.clear()
+        self.cursors.clear()
+
+
+# Connections of this process, by channel name (for server requests and fan-out bookkeeping).
+connections: dict[str, Connection] = {}

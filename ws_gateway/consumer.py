@@ -1,0 +1,157 @@
+"""The WebSocket consumer: a transport and nothing else.
+
+It accepts the socket, sends ``gateway.ready``, hands text frames to the
+connection's :class:`~ws_gateway.rpc.dispatch.Dispatcher`, writes layer
+messages (session events, broadcasts) to the socket, and on disconnect hands
+the teardown to a worker thread. It never touches the ORM on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import __version__, skins, workers
+from .conf import gateway_settings
+from .connection import Connection, connections
+from .outbox import BROADCAST_GROUP, event_frame, outbox
+from .rpc.dispatch import Dispatcher
+from .sessions import service
+
+log = logging.getLogger(__name__)
+
+CAPABILITIES = ["batch", "server_requests", "replay", "resume_any_worker"]
+CLOSE_AUTH_FAILED = 4501
+
+
+def worker_id() -> str:
+    return gateway_settings.WORKER_ID or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def ready_payload() -> dict[str, Any]:
+    return {
+        "skin": skins.current(),
+        "heartbeat": True,
+        "change_events": True,
+        "replay_epoch": outbox.epoch,
+        "server": {"name": "ws_gateway", "version": __version__, "worker": worker_id()},
+        "capabilities": CAPABILITIES,
+    }
+
+
+def _peer(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def _user_id(scope: dict[str, Any]) -> int | None:
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return user.pk
+    return None
+
+
+class GatewayConsumer(AsyncWebsocketConsumer):
+    """Speaks the gateway protocol on one socket."""
+
+    conn: Connection | None = None
+    dispatcher: Dispatcher | None = None
+    close_reason = "not_connected"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes old DB connections (a thread hop) before every
+        # message; this consumer never uses the ORM on the loop, so skip it.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        outbox.bind(loop)
+        service.start_sweeper()
+        peer = _peer(self.scope)
+        user_id = _user_id(self.scope)
+        await self.accept()
+        if user_id is None and not gateway_settings.ALLOW_ANONYMOUS:
+            self.close_reason = "auth_failed"
+            await self.close(CLOSE_AUTH_FAILED)
+            return
+        self.conn = Connection(
+            self.channel_name,
+            user_id=user_id,
+            peer=peer,
+            layer=self.channel_layer,
+            send_text=self._send_text,
+            close=self.close,
+        )
+        try:
+            await self.send(text_data=event_frame({"type": "gateway.ready", "payload": ready_payload()}))
+        except Exception:
+            self.close_reason = "ready_send_failed"
+            await self.conn.shutdown()
+            await self.close()
+            return
+        self.close_reason = "connected"
+        connections[self.channel_name] = self.conn
+        self.dispatcher = Dispatcher(self.conn)
+        await self.channel_layer.group_add(BROADCAST_GROUP, self.channel_name)
+        self.conn.groups.add(BROADCAST_GROUP)
+        log.debug("ws accepted peer=%s", peer)
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.dispatcher is None:
+            return
+        self.conn.stats.messages += 1
+        text = message.get("text")
+        if text is not None:
+            self.dispatcher.handle_text(text)
+        else:
+            self.dispatcher.handle_binary()
+
+    async def gw_event(self, message: dict[str, Any]) -> None:
+        if self.conn is not None:
+            self.conn.deliver(message["sid"], message["seq"], message["text"])
+
+    async def gw_broadcast(self, message: dict[str, Any]) -> None:
+        if self.conn is not None:
+            self.conn.push(message["text"])
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        conn = self.conn
+        if conn is not None:
+            if self.close_reason == "connected":
+                self.close_reason = f"client_disconnect(code={message.get('code')})"
+            connections.pop(self.channel_name, None)
+            if self.dispatcher is not None:
+                self.dispatcher.close()
+            await conn.shutdown()
+            loop = asyncio.get_running_loop()
+            reaped, detached = await loop.run_in_executor(
+                workers.background(), service.disconnect, conn.id
+            )
+            conn.stats.reaped_sessions += reaped
+            conn.stats.detached_sessions += detached
+            s = conn.stats
+            log.info(
+                "ws closed peer=%s reason=%s messages=%d parse_errors=%d dispatch_crashes=%d "
+                "send_failures=%d reaped_sessions=%d detached_sessions=%d",
+                conn.peer,
+                self.close_reason,
+                s.messages,
+                s.parse_errors,
+                s.dispatch_crashes,
+                s.send_failures,
+                s.reaped_sessions,
+                s.detached_sessions,
+            )
+        raise StopConsumer()

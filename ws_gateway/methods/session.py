@@ -1,0 +1,149 @@
+"""``session.*`` methods (PROTOCOL.md sections 5 and 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..outbox import outbox
+from ..rpc import RpcError, method
+from ..rpc.call import Call
+from ..rpc.errors import BAD_VALUE, SESSION_NOT_FOUND
+from ..sessions import service, store
+from ..sessions.registry import registry
+
+
+@method("session.create")
+def session_create(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = service.create(
+        call,
+        cwd=p.str("cwd"),
+        title=p.str("title", ""),
+        model=p.str("model"),
+        close_on_disconnect=p.bool("close_on_disconnect"),
+        source=p.str("source", ""),
+        messages=service.validate_messages(p.list("messages")),
+    )
+    return {
+        "session_id": live.id,
+        "stored_session_id": live.key,
+        "message_count": len(live.messages),
+        "messages": list(live.messages),
+        "info": service.info(live),
+    }
+
+
+@method("session.resume", pool=True)
+def session_resume(call: Call) -> dict[str, Any]:
+    p = call.params
+    target = p.session_id()
+    cod = p.raw("close_on_disconnect")
+    return service.resume(
+        call,
+        target,
+        omit_messages=p.bool("omit_messages"),
+        close_on_disconnect=p.bool("close_on_disconnect") if cod is not None else None,
+    )
+
+
+@method("session.activate")
+def session_activate(call: Call) -> dict[str, Any]:
+    live = service.get_live(call.params.session_id(), call.conn.user_id)
+    service.attach(call, live)
+    return service.snapshot(live)
+
+
+@method("session.close")
+def session_close(call: Call) -> dict[str, Any]:
+    session_id = call.params.session_id()
+    live = registry.get(session_id)
+    if live is None or live.owner_id != call.conn.user_id:
+        return {"closed": False}
+    return {"closed": service.close(live)}
+
+
+@method("session.list", pool=True)
+def session_list(call: Call) -> dict[str, Any]:
+    p = call.params
+    limit = p.int("limit", 200, minimum=1)
+    return {"sessions": store.list_sessions(call.conn.user_id, min(limit, 1000), p.str("title"))}
+
+
+@method("session.active_list", pool=True)
+def session_active_list(call: Call) -> dict[str, Any]:
+    current = call.params.str("current_session_id")
+    sessions = [
+        {
+            "id": live.id,
+            "session_key": live.key,
+            "status": service.wire_status(live),
+            "title": live.title,
+            "model": live.model,
+            "message_count": len(live.messages),
+            "started_at": live.started_at,
+            "last_active": live.last_active,
+            "current": live.id == current,
+        }
+        for live in registry.all()
+        if live.owner_id == call.conn.user_id and not live.ended
+    ]
+    sessions.sort(key=lambda s: s["started_at"])
+    return {"sessions": sessions}
+
+
+@method("session.delete")
+def session_delete(call: Call) -> dict[str, Any]:
+    key = call.params.session_id()
+    user_id = call.conn.user_id
+    live = registry.by_key(key)
+    was_live = live is not None and live.owner_id == user_id
+    if was_live:
+        service.teardown(live, "deleted", reclaimed=False)
+    deleted = store.delete(key, user_id)
+    if not (deleted or was_live):
+        raise RpcError(SESSION_NOT_FOUND, "session not found")
+    outbox.broadcast("sessions.changed", {"reason": "deleted", "session_id": key})
+    return {"deleted": True}
+
+
+@method("session.title")
+def session_title(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    title = p.str("title")
+    if title is None:
+        return {"title": live.title, "session_key": live.key}
+    title = " ".join(title.split())
+    if not title:
+        raise RpcError(BAD_VALUE, "title required")
+    service.set_title(live, title)
+    return {"title": title, "session_key": live.key, "pending": False}
+
+
+@method("session.history")
+def session_history(call: Call) -> dict[str, Any]:
+    live = service.get_live(call.params.session_id(), call.conn.user_id)
+    with live.lock:
+        messages = list(live.messages)
+    return {"count": len(messages), "messages": messages}
+
+
+@method("session.events.since")
+def session_events_since(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    last_seen = p.int("last_seen", 0, minimum=0)
+    log = outbox.logs.get(live.id)
+    if log is None:
+        events, latest, truncated = [], 0, last_seen > 0
+    else:
+        replay = log.since(last_seen)
+        events = [e.params for e in replay.events]
+        latest, truncated = replay.latest_seq, replay.truncated
+    return {
+        "events": events,
+        "latest_seq": latest,
+        "truncated": truncated,
+        "count": len(events),
+        "epoch": outbox.epoch,
+    }

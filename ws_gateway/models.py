@@ -1,0 +1,65 @@
+"""Stored sessions and their transcripts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class StoredSession(models.Model):
+    """A session's durable row, keyed by its stored id ``YYYYMMDD_HHMMSS_<6 hex>``."""
+
+    id = models.CharField(primary_key=True, max_length=32)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="gateway_sessions",
+    )
+    title = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    preview = models.CharField(max_length=255, blank=True, default="")
+    source = models.CharField(max_length=64, blank=True, default="")
+    model = models.CharField(max_length=255, blank=True, default="")
+    cwd = models.TextField(blank=True, default="")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    last_active = models.DateTimeField(default=timezone.now, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=64, blank=True, default="")
+    message_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_active"]
+        indexes = [models.Index(fields=["owner", "-last_active"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.title}".strip()
+
+
+class TranscriptMessage(models.Model):
+    """One transcript row: a user prompt, an assistant reply or a tool call."""
+
+    ROLES = [("user", "user"), ("assistant", "assistant"), ("tool", "tool")]
+
+    session = models.ForeignKey(StoredSession, on_delete=models.CASCADE, related_name="messages")
+    ordinal = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=ROLES)
+    text = models.TextField(blank=True, default="")
+    reasoning = models.TextField(blank=True, default="")
+    name = models.CharField(max_length=255, blank=True, default="")
+    args = models.JSONField(null=True, blank=True)
+    context = models.TextField(blank=True, default="")
+    timestamp = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "ordinal"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "ordinal"], name="ws_gateway_message_ordinal")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.ordinal} {self.role}"

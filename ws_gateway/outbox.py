@@ -1,0 +1,241 @@
+"""The one way from any thread to sockets.
+
+``emit()`` may be called from any thread and never blocks: the event is
+queued and the process's event loop is woken once per batch. On the loop,
+each session's :class:`Stream` merges streaming deltas, then for every event
+it sends, in emission order: stamps the next ``seq``, appends the exact frame
+to the session's event log, and publishes it to the session's group on the
+channel layer. Consumers attached to the session (here or in another process)
+write it to their sockets.
+
+Global events (``session.reclaimed``, ``sessions.changed``, ``skin.changed``)
+go to the group every consumer joins, without ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from . import ids
+from .conf import gateway_settings
+from .sessions.eventlog import EventLogStore, LoggedEvent
+
+log = logging.getLogger(__name__)
+
+DELTA_TYPES = frozenset({"message.delta", "reasoning.delta", "thinking.delta"})
+BROADCAST_GROUP = "ws_gateway.all"
+EVENT_MESSAGE = "gw.event"  # layer message type of a session event
+BROADCAST_MESSAGE = "gw.broadcast"  # layer message type of a global event
+
+
+def session_group(session_id: str) -> str:
+    return f"ws_gateway.s.{session_id}"
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False)
+
+
+def event_frame(params: dict[str, Any]) -> str:
+    return encode({"jsonrpc": "2.0", "method": "event", "params": params})
+
+
+class Stream:
+    """Numbering, merging and publishing of one session's events (lives on the loop)."""
+
+    def __init__(self, outbox: Outbox, session_id: str) -> None:
+        self.outbox = outbox
+        self.session_id = session_id
+        self.group = session_group(session_id)
+        self.log = outbox.logs.open(session_id)
+        self.seq = 0
+        self._delta_type: str | None = None
+        self._delta_parts: list[str] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
+        self._publishing: deque[dict[str, Any]] = deque()
+        self._publisher: asyncio.Task | None = None
+
+    @property
+    def latest_seq(self) -> int:
+        return self.seq
+
+    def push(self, type_: str, payload: dict[str, Any] | None) -> None:
+        if type_ in DELTA_TYPES:
+            self._push_delta(type_, (payload or {}).get("text", ""))
+            return
+        self.flush()
+        self._send(type_, payload)
+
+    def _push_delta(self, type_: str, text: str) -> None:
+        if not text:
+            return
+        if self._delta_type is not None and self._delta_type != type_:
+            self.flush()
+        self._delta_type = type_
+        self._delta_parts.append(text)
+        if self._flush_handle is not None:
+            return
+        loop = self.outbox.loop
+        due = self._last_flush + self.outbox.flush_interval
+        if loop.time() >= due:
+            self.flush()
+        else:
+            self._flush_handle = loop.call_at(due, self.flush)
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._delta_type is None:
+            return
+        type_, text = self._delta_type, "".join(self._delta_parts)
+        self._delta_type = None
+        self._delta_parts = []
+        self._last_flush = self.outbox.loop.time()
+        self._send(type_, {"text": text})
+
+    def _send(self, type_: str, payload: dict[str, Any] | None) -> None:
+        self.seq += 1
+        params: dict[str, Any] = {"type": type_, "session_id": self.session_id}
+        if payload is not None:
+            params["payload"] = payload
+        params["seq"] = self.seq
+        text = event_frame(params)
+        self.log.append(LoggedEvent(self.seq, params, text))
+        self._publishing.append(
+            {"type": EVENT_MESSAGE, "sid": self.session_id, "seq": self.seq, "text": text}
+        )
+        if self._publisher is None:
+            self._publisher = self.outbox.loop.create_task(self._publish())
+
+    async def _publish(self) -> None:
+        layer = self.outbox.layer
+        try:
+            while self._publishing:
+                message = self._publishing.popleft()
+                try:
+                    await layer.group_send(self.group, message)
+                except Exception:
+                    # Replay from the event log is the completeness guarantee.
+                    log.warning("publish failed session=%s seq=%s", self.session_id, message["seq"], exc_info=True)
+        finally:
+            self._publisher = None
+
+
+class Outbox:
+    """Process-wide: the bridge from threads to the event loop, and the session streams."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.layer: Any = None
+        self.logs = EventLogStore()
+        # Names this lifetime of the (in-memory) event logs: replay_epoch.
+        self.epoch = ids.epoch()
+        self.streams: dict[str, Stream] = {}
+        self.flush_interval = gateway_settings.DELTA_FLUSH_MS / 1000.0
+        self._queue: deque[tuple[str, str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+        # Ended sessions: late events from their threads are dropped, not renumbered.
+        self._ended: dict[str, None] = {}
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the loop that runs the consumers (first connection, or a test's loop)."""
+        if self.loop is loop:
+            return
+        self.loop = loop
+        self.layer = get_channel_layer()
+        self.flush_interval = gateway_settings.DELTA_FLUSH_MS / 1000.0
+        for stream in self.streams.values():
+            stream._flush_handle = None
+            stream._publisher = None
+        if self._queue:
+            loop.call_soon(self._drain)
+
+    def open(self, session_id: str) -> Stream:
+        stream = self.streams.get(session_id)
+        if stream is None:
+            stream = self.streams[session_id] = Stream(self, session_id)
+        return stream
+
+    def close(self, session_id: str) -> None:
+        """Forget a session once its final events are out; its log goes with it."""
+        self._enqueue(("close", session_id, None))
+
+    def emit(self, session_id: str, type_: str, payload: dict[str, Any] | None = None) -> None:
+        """Queue a session event from any thread. Never blocks, never raises for a gone client."""
+        self._enqueue(("event", session_id, (type_, payload)))
+
+    def broadcast(self, type_: str, payload: dict[str, Any] | None = None) -> None:
+        """Queue a global event for every connected client."""
+        self._enqueue(("broadcast", "", (type_, payload)))
+
+    def _enqueue(self, item: tuple[str, str, Any]) -> None:
+        with self._lock:
+            self._queue.append(item)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            with self._lock:
+                self._wake_pending = False
+            log.debug("outbox has no loop yet; event kept queued")
+            return
+        loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items = list(self._queue)
+            self._queue.clear()
+            self._wake_pending = False
+        for kind, session_id, data in items:
+            try:
+                if kind == "event":
+                    if session_id not in self._ended:
+                        self.open(session_id).push(*data)
+                elif kind == "broadcast":
+                    self._broadcast_now(*data)
+                else:
+                    self._close_now(session_id)
+            except Exception:
+                log.exception("outbox failed on %s session=%s", kind, session_id)
+
+    def _close_now(self, session_id: str) -> None:
+        stream = self.streams.pop(session_id, None)
+        if stream is not None:
+            stream.flush()
+        self.logs.drop(session_id)
+        self._ended[session_id] = None
+        if len(self._ended) > 10000:
+            del self._ended[next(iter(self._ended))]
+
+    def _broadcast_now(self, type_: str, payload: dict[str, Any] | None) -> None:
+        params: dict[str, Any] = {"type": type_, "session_id": ""}
+        if payload is not None:
+            params["payload"] = payload
+        message = {"type": BROADCAST_MESSAGE, "text": event_frame(params)}
+        self.loop.create_task(self._group_send(BROADCAST_GROUP, message))
+
+    async def _group_send(self, group: str, message: dict[str, Any]) -> None:
+        try:
+            await self.layer.group_send(group, message)
+        except Exception:
+            log.warning("broadcast failed group=%s", group, exc_info=True)
+
+    def latest_seq(self, session_id: str) -> int:
+        log_ = self.logs.get(session_id)
+        return log_.latest_seq if log_ is not None else 0
+
+
+outbox = Outbox()
+emit = outbox.emit
+broadcast = outbox.broadcast

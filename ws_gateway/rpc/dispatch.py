@@ -1,0 +1,222 @@
+"""Dispatch of inbound JSON-RPC frames for one connection.
+
+Runs on the event loop and never blocks it: ``gateway.ping`` is answered at
+once; inline methods go through the connection's lane (one at a time, in
+arrival order, each on an ``inline`` pool thread); pool methods run
+concurrently on the shared ``pool``. Precedence of errors: parse, invalid
+request, unknown method, invalid params.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import workers
+from ..outbox import encode
+from . import errors
+from .call import Call, Params
+from .errors import RpcError
+from .registry import MethodSpec, registry
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+log = logging.getLogger(__name__)
+
+PING = "gateway.ping"
+
+# Hook for clients' replies to server requests (id + result/error, no method).
+ClientReplyHook = Callable[["Connection", dict[str, Any]], None]
+client_reply_hook: ClientReplyHook | None = None
+
+
+def response(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": err}
+
+
+@dataclass
+class Job:
+    spec: MethodSpec
+    call: Call
+
+
+class Dispatcher:
+    """Turns one connection's frames into handler runs and response frames."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.loop = asyncio.get_running_loop()
+        self._lane: deque[Any] = deque()
+        self._lane_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- inbound -------------------------------------------------------
+
+    def handle_text(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            self.conn.stats.parse_errors += 1
+            self._push(error_response(None, errors.PARSE_ERROR, "parse error"))
+            return
+        if isinstance(obj, list):
+            self._batch(obj)
+            return
+        outcome = self._prepare(obj)
+        if isinstance(outcome, Job):
+            self._schedule(outcome)
+        elif outcome is not None:
+            self._push(outcome)
+
+    def handle_binary(self) -> None:
+        self._push(error_response(None, errors.INVALID_REQUEST, "invalid request: binary frames are not supported"))
+
+    def _prepare(self, obj: Any) -> Job | dict[str, Any] | None:
+        """A Job to run, a response to send now, or None (nothing to answer)."""
+        if not isinstance(obj, dict):
+            return error_response(None, errors.INVALID_REQUEST, "invalid request: expected an object")
+        request_id = obj.get("id")
+        name = obj.get("method")
+        if name is None and "id" in obj and ("result" in obj or "error" in obj):
+            if client_reply_hook is not None:
+                client_reply_hook(self.conn, obj)
+            return None
+        if not isinstance(name, str) or not name:
+            return error_response(request_id, errors.INVALID_REQUEST, "invalid request: method must be a non-empty string")
+        spec = registry.get(name)
+        if spec is None and name != PING:
+            return error_response(request_id, errors.METHOD_NOT_FOUND, f"unknown method: {name}")
+        params = obj.get("params")
+        if params is None:
+            params = {}
+        elif not isinstance(params, dict):
+            return error_response(request_id, errors.INVALID_PARAMS, "invalid params: expected an object")
+        if name == PING:
+            return response(request_id, {"ok": True})
+        return Job(spec, Call(self.conn, name, Params(params), request_id))
+
+    def _batch(self, items: list[Any]) -> None:
+        if not items:
+            self._push(error_response(None, errors.INVALID_REQUEST, "invalid request: empty batch"))
+            return
+        slots: list[Any] = []  # responses, or Jobs to run in the lane, in order
+        for item in items:
+            outcome = self._prepare(item)
+            if isinstance(outcome, Job) and outcome.spec.pool:
+                self._schedule(outcome)
+            elif outcome is not None:
+                slots.append(outcome)
+        if not slots:
+            return
+        if all(isinstance(slot, dict) for slot in slots):
+            self.conn.push(encode(slots))
+            return
+        self._lane.append(slots)
+        self._kick_lane()
+
+    def _schedule(self, job: Job) -> None:
+        if job.spec.pool:
+            self._spawn(self._run_and_answer(job, workers.pool()))
+        else:
+            self._lane.append(job)
+            self._kick_lane()
+
+    # -- running -------------------------------------------------------
+
+    def _kick_lane(self) -> None:
+        if self._lane_task is None:
+            self._lane_task = self._spawn(self._drain_lane())
+
+    async def _drain_lane(self) -> None:
+        try:
+            while self._lane:
+                item = self._lane.popleft()
+                if isinstance(item, Job):
+                    await self._run_and_answer(item, workers.inline())
+                else:
+                    await self._run_batch(item)
+        finally:
+            self._lane_task = None
+
+    async def _run_batch(self, slots: list[Any]) -> None:
+        frames: list[dict[str, Any]] = []
+        for slot in slots:
+            if isinstance(slot, Job):
+                frame = await self._run(slot, workers.inline())
+                await self._join(slot.call)
+                frames.append(frame)
+            else:
+                frames.append(slot)
+        self.conn.push(encode(frames))
+        for slot in slots:
+            if isinstance(slot, Job):
+                self._start_cursors(slot.call)
+
+    async def _run_and_answer(self, job: Job, executor: Any) -> None:
+        frame = await self._run(job, executor)
+        await self._join(job.call)
+        self._push(frame)
+        self._start_cursors(job.call)
+
+    async def _run(self, job: Job, executor: Any) -> dict[str, Any]:
+        call = job.call
+        try:
+            return await self.loop.run_in_executor(executor, _invoke, job.spec, call)
+        except Exception:
+            self.conn.stats.dispatch_crashes += 1
+            log.exception("dispatch crashed method=%s peer=%s", call.method, self.conn.peer)
+            return error_response(call.request_id, errors.INTERNAL_ERROR, "internal error")
+
+    async def _join(self, call: Call) -> None:
+        for sub in call.subscriptions:
+            await self.conn.join(sub.session_id)
+
+    def _start_cursors(self, call: Call) -> None:
+        for sub in call.subscriptions:
+            self.conn.start_cursor(sub.session_id, sub.baseline)
+
+    # -- plumbing ------------------------------------------------------
+
+    def _push(self, frame: dict[str, Any]) -> None:
+        self.conn.push(encode(frame))
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def close(self) -> None:
+        self._lane.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _invoke(spec: MethodSpec, call: Call) -> dict[str, Any]:
+    """Runs on a worker thread: the handler, with DB hygiene, mapped to a response frame."""
+    try:
+        result = workers.with_db(spec.handler, call)
+    except RpcError as exc:
+        return {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
+    except Exception as exc:
+        log.exception("handler error method=%s", call.method)
+        return error_response(call.request_id, errors.HANDLER_ERROR, f"handler error: {exc}")
+    if result is None:
+        result = {}
+    return response(call.request_id, result)

@@ -1,0 +1,1 @@
+"""Live sessions: the registry, attached clients, persistence and the reaper."""

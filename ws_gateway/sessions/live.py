@@ -1,0 +1,73 @@
+"""A live session: the in-process state of one open conversation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..workers import Timer
+
+BUILDING = "building"
+IDLE = "idle"
+RUNNING = "running"
+FAILED = "failed"
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """Everything about an open session that is not in the database.
+
+    ``clients`` holds the channel names of attached connections. Mutations go
+    through :mod:`ws_gateway.sessions.service` under ``lock``.
+    """
+
+    id: str
+    key: str
+    owner_id: int | None
+    cwd: str = ""
+    model: str = ""
+    title: str = ""
+    source: str = ""
+    close_on_disconnect: bool = False
+    parent_key: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    stored: bool = False
+    started_at: float = field(default_factory=time.time)
+    last_active: float = field(default_factory=time.time)
+    # Monotonic time of the last sign of life of a running turn (staleness).
+    last_activity: float = field(default_factory=time.monotonic)
+    clients: set[str] = field(default_factory=set)
+    agent: Any = None
+    build_error: str | None = None
+    running: bool = False
+    ended: bool = False
+    orphan_timer: Timer | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Set when the agent is built (or failed to build).
+    built: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Set while no turn runs.
+    idle: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @property
+    def status(self) -> str:
+        if self.running:
+            return RUNNING
+        if self.build_error is not None:
+            return FAILED
+        if self.agent is None:
+            return BUILDING
+        return IDLE
+
+    def touch(self) -> None:
+        self.last_active = time.time()
+        self.last_activity = time.monotonic()
+
+    def has_pending_work(self) -> bool:
+        """Running turns (and, later, prompts and processes) keep a session from eviction."""
+        return self.running

@@ -1,0 +1,383 @@
+"""Live-session lifecycle: create, attach, resume, close, teardown, disconnect.
+
+Called from worker threads (RPC handlers, timers). Events go out through the
+outbox; the database is touched through :mod:`.store`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from .. import ids, workers
+from ..agent.base import load_backend
+from ..conf import gateway_settings
+from ..outbox import outbox
+from ..rpc.call import Call
+from ..rpc.errors import (
+    AGENT_BUILD_FAILED,
+    LIVE_LIMIT,
+    SESSION_NOT_FOUND,
+    SESSION_NOT_LIVE,
+    TRANSCRIPT_TOO_LARGE,
+    RpcError,
+)
+from . import store
+from .live import BUILDING, RUNNING, LiveSession
+from .registry import registry
+
+log = logging.getLogger(__name__)
+
+ROLES = ("user", "assistant", "tool")
+WIRE_STATUS = {BUILDING: "starting", RUNNING: "streaming"}
+
+
+# -- lookups ----------------------------------------------------------------
+
+
+def get_live(session_id: str, user_id: int | None) -> LiveSession:
+    """The live session the caller may use, else 4001 (another user's looks missing)."""
+    live = registry.get(session_id)
+    if live is None or live.ended or live.owner_id != user_id:
+        raise RpcError(SESSION_NOT_LIVE, "session not found")
+    return live
+
+
+# -- shapes -----------------------------------------------------------------
+
+
+def usage(live: LiveSession) -> dict[str, Any]:
+    counts = live.config.get("usage") or {}
+    return {
+        "model": live.model,
+        "input": counts.get("input", 0),
+        "output": counts.get("output", 0),
+        "reasoning": counts.get("reasoning", 0),
+        "prompt": counts.get("input", 0),
+        "completion": counts.get("output", 0),
+        "total": counts.get("input", 0) + counts.get("output", 0),
+        "calls": counts.get("calls", 0),
+    }
+
+
+def info(live: LiveSession) -> dict[str, Any]:
+    """The ``info`` object of replies and ``session.info`` events."""
+    from .. import __version__
+
+    agent = live.agent
+    out: dict[str, Any] = {
+        "model": live.model,
+        "provider": live.config.get("backend", gateway_settings.AGENT),
+        "tools": agent.tools() if agent is not None else {},
+        "skills": {},
+        "cwd": live.cwd,
+        "title": live.title,
+        "stored_session_id": live.key,
+        "running": live.running,
+        "approval_mode": live.config.get("approval_mode", "manual"),
+        "busy_input_mode": live.config.get("busy_input_mode", "interrupt"),
+        "usage": usage(live),
+        "version": __version__,
+    }
+    if agent is None:
+        out["lazy"] = True
+    return out
+
+
+def wire_status(live: LiveSession) -> str:
+    return WIRE_STATUS.get(live.status, "idle")
+
+
+def snapshot(live: LiveSession, *, omit_messages: bool = False) -> dict[str, Any]:
+    """The live snapshot returned by resume and activate."""
+    with live.lock:
+        messages = [] if omit_messages else list(live.messages)
+        out: dict[str, Any] = {
+            "session_id": live.id,
+            "session_key": live.key,
+            "message_count": len(live.messages),
+            "messages": messages,
+            "info": info(live),
+            "running": live.running,
+            "status": wire_status(live),
+            "started_at": live.started_at,
+        }
+    return out
+
+
+# -- creation and attachment -------------------------------------------------
+
+
+def validate_messages(raw: list[Any] | None) -> list[dict[str, Any]]:
+    from ..rpc.errors import invalid_params
+
+    out: list[dict[str, Any]] = []
+    for item in raw or []:
+        if not isinstance(item, dict) or item.get("role") not in ROLES:
+            raise invalid_params("messages must be objects with role user|assistant|tool")
+        text = item.get("text", item.get("content", ""))
+        if not isinstance(text, str):
+            raise invalid_params("message text must be a string")
+        row = {k: item[k] for k in ("reasoning", "name", "args", "context") if item.get(k)}
+        out.append({"role": item["role"], "text": text, **row, "timestamp": time.time()})
+    return out
+
+
+def _make_room(user_id: int | None) -> None:
+    """Enforce MAX_LIVE_SESSIONS by evicting the least recently active clientless idle sessions."""
+    cap = gateway_settings.MAX_LIVE_SESSIONS
+    if not cap or len(registry) < cap:
+        return
+    candidates = sorted(
+        (s for s in registry.all() if not s.clients and not s.has_pending_work()),
+        key=lambda s: s.last_active,
+    )
+    for victim in candidates[: len(registry) - cap + 1]:
+        teardown(victim, "lru_evict")
+    if len(registry) >= cap:
+        raise RpcError(LIVE_LIMIT, "live session limit reached", {"reason": "max_live_sessions"})
+
+
+def create(
+    call: Call,
+    *,
+    cwd: str | None = None,
+    title: str = "",
+    model: str | None = None,
+    close_on_disconnect: bool = False,
+    source: str = "",
+    messages: list[dict[str, Any]] | None = None,
+    key: str | None = None,
+    parent_key: str | None = None,
+    stored: bool = False,
+) -> LiveSession:
+    """A new live session attached to the caller; the agent builds in the background."""
+    _make_room(call.conn.user_id)
+    live = LiveSession(
+        id=ids.runtime_id(),
+        key=key or ids.stored_id(),
+        owner_id=call.conn.user_id,
+        cwd=cwd or os.getcwd(),
+        model=model or default_model(),
+        title=title,
+        source=source,
+        close_on_disconnect=close_on_disconnect,
+        parent_key=parent_key,
+        messages=messages or [],
+        stored=stored,
+    )
+    registry.add(live)
+    attach(call, live)
+    workers.submit(build_agent, live)
+    return live
+
+
+def default_model() -> str:
+    return gateway_settings.AGENT_OPTIONS.get("model") or gateway_settings.AGENT
+
+
+def build_agent(live: LiveSession) -> None:
+    """Background step: build the agent, then ``session.info`` (or an ``error`` event)."""
+    try:
+        backend = load_backend(
+            live.config.get("backend", gateway_settings.AGENT), gateway_settings.AGENT_OPTIONS
+        )
+        agent = backend.build(live)
+    except Exception as exc:
+        log.warning("agent build failed session=%s: %s", live.id, exc)
+        with live.lock:
+            live.build_error = f"agent init failed: {exc}"
+        live.built.set()
+        outbox.emit(live.id, "error", {"message": live.build_error, "code": AGENT_BUILD_FAILED})
+        return
+    with live.lock:
+        if live.ended:
+            return
+        live.agent = agent
+        live.build_error = None
+    live.built.set()
+    outbox.emit(live.id, "session.info", info(live))
+
+
+def attach(call: Call, live: LiveSession) -> None:
+    """Add the caller to the session's clients and subscribe it to the session's events."""
+    baseline = outbox.latest_seq(live.id)
+    with live.lock:
+        live.clients.add(call.conn.id)
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+            live.orphan_timer = None
+        live.touch()
+    registry.link(call.conn.id, live)
+    call.subscribe(live.id, baseline)
+
+
+def resume(
+    call: Call, target: str, *, omit_messages: bool = False, close_on_disconnect: bool | None = None
+) -> dict[str, Any]:
+    user_id = call.conn.user_id
+    live = registry.by_key(target)
+    if live is None:
+        live = next((s for s in registry.all() if s.title == target and s.owner_id == user_id), None)
+    if live is not None and live.owner_id == user_id and not live.ended:
+        if close_on_disconnect is not None:
+            live.close_on_disconnect = close_on_disconnect
+        attach(call, live)
+        out = snapshot(live, omit_messages=omit_messages)
+        out["resumed"] = live.key
+        return out
+    stored = store.find(target, user_id)
+    if stored is None:
+        raise RpcError(SESSION_NOT_FOUND, "session not found")
+    if stored.message_count > gateway_settings.MAX_RESUME_MESSAGES:
+        raise RpcError(TRANSCRIPT_TOO_LARGE, "transcript too large to resume")
+    messages = store.load_messages(stored)
+    store.reopen(stored)
+    live = create(
+        call,
+        cwd=stored.cwd,
+        title=stored.title,
+        model=stored.model or None,
+        close_on_disconnect=bool(close_on_disconnect),
+        source=stored.source,
+        messages=messages,
+        key=stored.id,
+        parent_key=stored.parent_id,
+        stored=True,
+    )
+    out = snapshot(live, omit_messages=omit_messages)
+    out["resumed"] = live.key
+    return out
+
+
+def set_title(live: LiveSession, title: str) -> None:
+    """Set and store the title (the first title writes the stored row)."""
+    with live.lock:
+        live.title = title
+    store.set_title(live, title)
+    outbox.emit(live.id, "session.title", {"session_id": live.key, "title": title})
+    outbox.broadcast("sessions.changed", {"reason": "title", "session_id": live.key})
+
+
+# -- ending -----------------------------------------------------------------
+
+
+def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
+    """End a live session: stop its work, persist, forget it, tell everyone. Idempotent."""
+    with live.lock:
+        if live.ended:
+            return False
+        live.ended = True
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+            live.orphan_timer = None
+    registry.remove(live)
+    for hook in teardown_hooks:
+        try:
+            hook(live, reason)
+        except Exception:
+            log.exception("teardown hook failed session=%s", live.id)
+    try:
+        store.end(live, reason)
+    except Exception:
+        log.exception("could not store the end of session=%s", live.id)
+    outbox.close(live.id)
+    log.info("session ended session=%s key=%s reason=%s", live.id, live.key, reason)
+    if reclaimed:
+        outbox.broadcast(
+            "session.reclaimed",
+            {"session_id": live.id, "stored_session_id": live.key, "reason": reason},
+        )
+    if live.stored:
+        outbox.broadcast("sessions.changed", {"reason": reason, "session_id": live.key})
+    return True
+
+
+# Called with (live, reason) during teardown: agents stop turns, processes are killed.
+teardown_hooks: list[Any] = []
+
+
+def disconnect(conn_id: str) -> tuple[int, int]:
+    """Detach a gone connection from its sessions; returns (reaped, detached)."""
+    reaped = detached = 0
+    for live in registry.unlink_connection(conn_id):
+        with live.lock:
+            live.clients.discard(conn_id)
+            orphaned = not live.clients and not live.ended
+        if not orphaned:
+            continue
+        if live.close_on_disconnect:
+            if teardown(live, "ws_disconnect"):
+                reaped += 1
+            continue
+        detached += 1
+        park(live)
+    return reaped, detached
+
+
+def park(live: LiveSession) -> None:
+    """Arm the orphan timer of a clientless session."""
+    grace = gateway_settings.ORPHAN_GRACE_S
+    if grace <= 0:
+        return
+    with live.lock:
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+        live.orphan_timer = workers.call_later(grace, lambda: orphan_check(live))
+
+
+def orphan_check(live: LiveSession) -> None:
+    """The orphan timer fired: reclaim, keep waiting, or interrupt a stale turn."""
+    with live.lock:
+        live.orphan_timer = None
+        if live.clients or live.ended:
+            return
+        running = live.running
+        stale = time.monotonic() - live.last_activity >= gateway_settings.STALE_TURN_S
+    if running and not stale:
+        park(live)
+        return
+    if running:
+        for hook in interrupt_hooks:
+            hook(live)
+    teardown(live, "ws_orphan_reap")
+
+
+# Called with (live) to interrupt a running turn before a stale session is reclaimed.
+interrupt_hooks: list[Any] = []
+
+
+def start_sweeper() -> None:
+    """Run :func:`sweep_idle` every SWEEP_INTERVAL_S for the life of the process (idempotent)."""
+    global _sweeping
+    if _sweeping:
+        return
+    _sweeping = True
+
+    def tick() -> None:
+        try:
+            sweep_idle()
+        finally:
+            workers.call_later(gateway_settings.SWEEP_INTERVAL_S, tick)
+
+    workers.call_later(gateway_settings.SWEEP_INTERVAL_S, tick)
+
+
+_sweeping = False
+
+
+def sweep_idle() -> None:
+    """Reclaim idle sessions older than IDLE_TTL_S (the backstop for forgotten ones)."""
+    cutoff = time.time() - gateway_settings.IDLE_TTL_S
+    for live in registry.all():
+        if live.has_pending_work() or live.last_active > cutoff or live.started_at > cutoff:
+            continue
+        teardown(live, "idle_timeout")
+
+
+def close(live: LiveSession, reason: str = "client_close") -> bool:
+    """``session.close``: wait briefly for a running turn, persist, end."""
+    live.idle.wait(gateway_settings.CLOSE_WAIT_S)
+    return teardown(live, reason, reclaimed=False)

@@ -1,0 +1,167 @@
+"""Persistence helpers over the models. Called from worker threads only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone as djtz
+
+from ..models import StoredSession, TranscriptMessage
+from .live import LiveSession
+
+PREVIEW_CHARS = 120
+ROW_FIELDS = ("reasoning", "name", "args", "context")
+
+
+def _ts(value: float | None) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc) if value else djtz.now()
+
+
+def row_to_wire(row: TranscriptMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": row.role, "text": row.text}
+    for name in ROW_FIELDS:
+        value = getattr(row, name)
+        if value not in ("", None):
+            out[name] = value
+    out["timestamp"] = row.timestamp.timestamp()
+    return out
+
+
+def _preview(messages: list[dict[str, Any]]) -> str:
+    for message in messages:
+        if message.get("role") == "user" and message.get("text"):
+            return " ".join(message["text"].split())[:PREVIEW_CHARS]
+    return ""
+
+
+def ensure_row(live: LiveSession) -> None:
+    """Write the stored row (and any seeded transcript) the first time it is needed."""
+    with live.lock:
+        if live.stored:
+            return
+        messages = list(live.messages)
+    with transaction.atomic():
+        StoredSession.objects.get_or_create(
+            id=live.key,
+            defaults=dict(
+                owner_id=live.owner_id,
+                title=live.title,
+                preview=_preview(messages),
+                source=live.source,
+                model=live.model,
+                cwd=live.cwd,
+                parent_id=live.parent_key,
+                started_at=_ts(live.started_at),
+                message_count=len(messages),
+            ),
+        )
+        TranscriptMessage.objects.bulk_create(
+            [_new_row(live.key, i, m) for i, m in enumerate(messages)]
+        )
+    with live.lock:
+        live.stored = True
+
+
+def _new_row(key: str, ordinal: int, message: dict[str, Any]) -> TranscriptMessage:
+    return TranscriptMessage(
+        session_id=key,
+        ordinal=ordinal,
+        role=message["role"],
+        text=message.get("text") or "",
+        reasoning=message.get("reasoning") or "",
+        name=message.get("name") or "",
+        args=message.get("args"),
+        context=message.get("context") or "",
+        timestamp=_ts(message.get("timestamp")),
+    )
+
+
+def append(live: LiveSession, messages: list[dict[str, Any]]) -> None:
+    """Append transcript rows after the ones already stored."""
+    ensure_row(live)
+    with transaction.atomic():
+        last = TranscriptMessage.objects.filter(session_id=live.key).aggregate(m=Max("ordinal"))["m"]
+        start = -1 if last is None else last
+        TranscriptMessage.objects.bulk_create(
+            [_new_row(live.key, start + 1 + i, m) for i, m in enumerate(messages)]
+        )
+        count = TranscriptMessage.objects.filter(session_id=live.key).count()
+        updates: dict[str, Any] = {"message_count": count, "last_active": djtz.now()}
+        preview = _preview(messages)
+        if preview:
+            session = StoredSession.objects.filter(id=live.key).only("preview").first()
+            if session is not None and not session.preview:
+                updates["preview"] = preview
+        StoredSession.objects.filter(id=live.key).update(**updates)
+
+
+def truncate(live: LiveSession, keep: int) -> None:
+    """Drop stored rows from ordinal ``keep`` on (rewind, undo)."""
+    if not live.stored:
+        return
+    with transaction.atomic():
+        TranscriptMessage.objects.filter(session_id=live.key, ordinal__gte=keep).delete()
+        StoredSession.objects.filter(id=live.key).update(
+            message_count=keep, last_active=djtz.now()
+        )
+
+
+def set_title(live: LiveSession, title: str) -> None:
+    ensure_row(live)
+    StoredSession.objects.filter(id=live.key).update(title=title, last_active=djtz.now())
+
+
+def touch(live: LiveSession) -> None:
+    if live.stored:
+        StoredSession.objects.filter(id=live.key).update(last_active=djtz.now())
+
+
+def end(live: LiveSession, reason: str) -> None:
+    if live.stored:
+        StoredSession.objects.filter(id=live.key).update(
+            ended_at=djtz.now(), end_reason=reason, last_active=djtz.now()
+        )
+
+
+def find(key_or_title: str, owner_id: int | None) -> StoredSession | None:
+    """A stored session by key, else by exact title (newest first), visible to ``owner_id``."""
+    mine = StoredSession.objects.filter(owner_id=owner_id)
+    session = mine.filter(id=key_or_title).first()
+    if session is None:
+        session = mine.filter(title=key_or_title).order_by("-last_active").first()
+    return session
+
+
+def load_messages(session: StoredSession) -> list[dict[str, Any]]:
+    return [row_to_wire(row) for row in session.messages.order_by("ordinal")]
+
+
+def reopen(session: StoredSession) -> None:
+    StoredSession.objects.filter(id=session.id).update(
+        ended_at=None, end_reason="", last_active=djtz.now()
+    )
+
+
+def list_sessions(owner_id: int | None, limit: int, title: str | None) -> list[dict[str, Any]]:
+    qs = StoredSession.objects.filter(owner_id=owner_id).exclude(source="tool")
+    if title:
+        qs = qs.filter(title__icontains=title)
+    return [
+        {
+            "id": s.id,
+            "title": s.title,
+            "preview": s.preview,
+            "started_at": s.started_at.timestamp(),
+            "message_count": s.message_count,
+            "source": s.source,
+        }
+        for s in qs.order_by("-last_active")[:limit]
+    ]
+
+
+def delete(key: str, owner_id: int | None) -> bool:
+    deleted, _ = StoredSession.objects.filter(id=key, owner_id=owner_id).delete()
+    return deleted > 0
