@@ -12,11 +12,13 @@ Environment variables:
     GATEWAY_ORPHAN_GRACE_S   seconds before a clientless session is reclaimed
     GATEWAY_ALLOW_ANONYMOUS  "0" to require an authenticated user
     GATEWAY_WORKER_ID   name of this process in gateway.ready
+    GATEWAY_SETTINGS    JSON object merged over WS_GATEWAY (any key of ws_gateway.conf.DEFAULTS)
     LOG_LEVEL           root log level (default INFO)
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -73,25 +75,17 @@ TEMPLATES = [
     }
 ]
 
-_database_url = _env("DATABASE_URL")
-if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-            # Several threads (and in tests several processes) share the file.
-            "OPTIONS": {
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
-    }
-    _sqlite_test_name = _env("SQLITE_TEST_NAME")
-    if _sqlite_test_name:
-        DATABASES["default"]["TEST"] = {"NAME": _sqlite_test_name}
+# Several threads (and in tests several processes) share a SQLite file.
+_SQLITE_OPTIONS = {
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+_database_url = _env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -140,6 +134,7 @@ WS_GATEWAY = {
     "ORPHAN_GRACE_S": float(_env("GATEWAY_ORPHAN_GRACE_S", "20")),
     "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
+    **json.loads(_env("GATEWAY_SETTINGS", "{}")),
 }
 
 LANGUAGE_CODE = "en-us"

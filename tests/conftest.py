@@ -1,0 +1,95 @@
+"""Fixtures: a private Redis, the servers' database, and real daphne gateways on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import Gateway, RedisServer, migrate, server_env
+
+LAYERS = ["memory", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when given, else a private redis-server started for this run."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The database the daphne processes share: DATABASE_URL (CI's PostgreSQL) or a SQLite file."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'gateway.sqlite3'}"
+    migrate(server_env(url, None))
+    return url
+
+
+@pytest.fixture(scope="session")
+def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+class GatewayFactory:
+    """Starts daphne gateways; shared ones are cached by configuration for the whole run."""
+
+    def __init__(self, database_url: str, redis_url: str, logdir: Path) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.logdir = logdir
+        self._shared: dict[str, Gateway] = {}
+        self._own: list[Gateway] = []
+
+    def env(self, layer: str, settings: dict[str, Any]) -> dict[str, str]:
+        return server_env(
+            self.database_url,
+            self.redis_url if layer == "redis" else None,
+            {"GATEWAY_SETTINGS": json.dumps(settings)},
+        )
+
+    def shared(self, layer: str = "memory", **settings: Any) -> Gateway:
+        key = json.dumps([layer, settings], sort_keys=True)
+        gateway = self._shared.get(key)
+        if gateway is None or gateway.proc.poll() is not None:
+            gateway = self._shared[key] = Gateway(self.env(layer, settings), self.logdir, f"shared-{layer}")
+        return gateway
+
+    def new(self, layer: str = "memory", **settings: Any) -> Gateway:
+        """A gateway of the test's own (to kill, restart or configure)."""
+        gateway = Gateway(self.env(layer, settings), self.logdir, f"own-{layer}")
+        self._own.append(gateway)
+        return gateway
+
+    def stop_all(self) -> None:
+        for gateway in [*self._shared.values(), *self._own]:
+            gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def gateways(server_database_url: str, redis_url: str, logdir: Path) -> Iterator[GatewayFactory]:
+    factory = GatewayFactory(server_database_url, redis_url, logdir)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(params=LAYERS)
+def layer(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def gateway(gateways: GatewayFactory, layer: str) -> Gateway:
+    """A shared gateway with default settings, once per channel layer."""
+    return gateways.shared(layer)

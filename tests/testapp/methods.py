@@ -1,0 +1,59 @@
+"""Methods registered through the public registry, as a host project would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ws_gateway.outbox import emit
+from ws_gateway.rpc import RpcError, method
+from ws_gateway.sessions import service
+
+
+@method("test.stream")
+def stream(call: Any) -> dict[str, Any]:
+    """Emit ``count`` message.delta events (word ``w<i> ``) then message.complete, from a plain thread."""
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    count = p.int("count", 100)
+    delay = (p.int("delay_ms", 0) or 0) / 1000.0
+
+    def run() -> None:
+        emit(live.id, "message.start")
+        parts = []
+        for i in range(count):
+            word = f"w{i} "
+            parts.append(word)
+            emit(live.id, "message.delta", {"text": word})
+            if delay:
+                time.sleep(delay)
+        emit(live.id, "message.complete", {"text": "".join(parts), "status": "complete"})
+
+    threading.Thread(target=run, daemon=True).start()
+    return {"status": "streaming"}
+
+
+@method("test.sleep", pool=True)
+def sleep(call: Any) -> dict[str, Any]:
+    time.sleep((call.params.int("ms", 1000) or 0) / 1000.0)
+    return {"slept": True}
+
+
+@method("test.inline_sleep")
+def inline_sleep(call: Any) -> dict[str, Any]:
+    time.sleep((call.params.int("ms", 1000) or 0) / 1000.0)
+    return {"slept": True}
+
+
+@method("test.echo")
+def echo(call: Any) -> dict[str, Any]:
+    return {"params": call.params.data}
+
+
+@method("test.fail")
+def fail(call: Any) -> dict[str, Any]:
+    code = call.params.int("code")
+    if code is not None:
+        raise RpcError(code, "requested failure")
+    raise ValueError("boom")
