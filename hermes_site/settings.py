@@ -33,7 +33,9 @@ def _env(name: str, default: str = "") -> str:
 
 SECRET_KEY = _env("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
 DEBUG = _env("DJANGO_DEBUG") == "1"
-ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in _env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
+]
 
 INSTALLED_APPS = [
     "daphne",

@@ -136,9 +136,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 self.dispatcher.close()
             await conn.shutdown()
             loop = asyncio.get_running_loop()
-            reaped, detached = await loop.run_in_executor(
-                workers.background(), service.disconnect, conn.id
-            )
+            reaped, detached = await loop.run_in_executor(workers.background(), service.disconnect, conn.id)
             conn.stats.reaped_sessions += reaped
             conn.stats.detached_sessions += detached
             s = conn.stats

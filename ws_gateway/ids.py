@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 STORED_ID_RE = re.compile(r"^\d{8}_\d{6}_[0-9a-f]{6}$")
 
@@ -16,7 +16,7 @@ def runtime_id() -> str:
 
 def stored_id(now: datetime | None = None) -> str:
     """``YYYYMMDD_HHMMSS_<6 hex>``: the stored session's key."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
 
 

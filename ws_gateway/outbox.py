@@ -125,7 +125,9 @@ class Stream:
                     await layer.group_send(self.group, message)
                 except Exception:
                     # Replay from the event log is the completeness guarantee.
-                    log.warning("publish failed session=%s seq=%s", self.session_id, message["seq"], exc_info=True)
+                    log.warning(
+                        "publish failed session=%s seq=%s", self.session_id, message["seq"], exc_info=True
+                    )
         finally:
             self._publisher = None
 

@@ -94,7 +94,9 @@ class GatewayClient:
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 
-    async def request(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
         """Send a request and return the whole response frame."""
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
@@ -105,7 +107,9 @@ class GatewayClient:
         await self.ws.send(json.dumps(frame))
         return await asyncio.wait_for(future, timeout)
 
-    async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
         """Send a request and return its result, raising :class:`RpcFailure` on an error."""
         response = await self.request(method, params, timeout=timeout)
         if "error" in response:
@@ -137,7 +141,9 @@ class GatewayClient:
             and (session_id is None or e.get("session_id") == session_id)
         ]
 
-    async def event(self, type_: str, session_id: str | None = None, *, after: int = 0, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    async def event(
+        self, type_: str, session_id: str | None = None, *, after: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
         """The first event of ``type_`` (optionally of one session) past index ``after`` of ``events``."""
 
         def found() -> dict[str, Any] | None:

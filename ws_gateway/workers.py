@@ -72,7 +72,7 @@ def submit(fn: Callable[..., Any], *args: Any) -> None:
 class Timer:
     """A cancellable one-shot timer; its callback runs on the background pool."""
 
-    __slots__ = ("due", "fn", "cancelled")
+    __slots__ = ("cancelled", "due", "fn")
 
     def __init__(self, due: float, fn: Callable[[], Any]) -> None:
         self.due = due

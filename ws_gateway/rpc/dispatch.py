@@ -85,7 +85,9 @@ class Dispatcher:
             self._push(outcome)
 
     def handle_binary(self) -> None:
-        self._push(error_response(None, errors.INVALID_REQUEST, "invalid request: binary frames are not supported"))
+        self._push(
+            error_response(None, errors.INVALID_REQUEST, "invalid request: binary frames are not supported")
+        )
 
     def _prepare(self, obj: Any) -> Job | dict[str, Any] | None:
         """A Job to run, a response to send now, or None (nothing to answer)."""
@@ -98,7 +100,9 @@ class Dispatcher:
                 client_reply_hook(self.conn, obj)
             return None
         if not isinstance(name, str) or not name:
-            return error_response(request_id, errors.INVALID_REQUEST, "invalid request: method must be a non-empty string")
+            return error_response(
+                request_id, errors.INVALID_REQUEST, "invalid request: method must be a non-empty string"
+            )
         spec = registry.get(name)
         if spec is None and name != PING:
             return error_response(request_id, errors.METHOD_NOT_FOUND, f"unknown method: {name}")

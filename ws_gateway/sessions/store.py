@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -17,7 +17,7 @@ ROW_FIELDS = ("reasoning", "name", "args", "context")
 
 
 def _ts(value: float | None) -> datetime:
-    return datetime.fromtimestamp(value, timezone.utc) if value else djtz.now()
+    return datetime.fromtimestamp(value, UTC) if value else djtz.now()
 
 
 def row_to_wire(row: TranscriptMessage) -> dict[str, Any]:
@@ -58,9 +58,7 @@ def ensure_row(live: LiveSession) -> None:
                 message_count=len(messages),
             ),
         )
-        TranscriptMessage.objects.bulk_create(
-            [_new_row(live.key, i, m) for i, m in enumerate(messages)]
-        )
+        TranscriptMessage.objects.bulk_create([_new_row(live.key, i, m) for i, m in enumerate(messages)])
     with live.lock:
         live.stored = True
 
@@ -104,9 +102,7 @@ def truncate(live: LiveSession, keep: int) -> None:
         return
     with transaction.atomic():
         TranscriptMessage.objects.filter(session_id=live.key, ordinal__gte=keep).delete()
-        StoredSession.objects.filter(id=live.key).update(
-            message_count=keep, last_active=djtz.now()
-        )
+        StoredSession.objects.filter(id=live.key).update(message_count=keep, last_active=djtz.now())
 
 
 def set_title(live: LiveSession, title: str) -> None:
@@ -140,9 +136,7 @@ def load_messages(session: StoredSession) -> list[dict[str, Any]]:
 
 
 def reopen(session: StoredSession) -> None:
-    StoredSession.objects.filter(id=session.id).update(
-        ended_at=None, end_reason="", last_active=djtz.now()
-    )
+    StoredSession.objects.filter(id=session.id).update(ended_at=None, end_reason="", last_active=djtz.now())
 
 
 def list_sessions(owner_id: int | None, limit: int, title: str | None) -> list[dict[str, Any]]:

@@ -1,0 +1,129 @@
+"""Disconnects, parking, reconnect-and-resume, and every way a session is reclaimed (section 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from tests.helpers import eventually
+from ws_gateway.testing import GatewayClient, RpcFailure
+
+
+async def reclaimed(observer: GatewayClient, sid: str, timeout: float = 15) -> dict:
+    event = await observer.wait_for(
+        lambda: next(
+            (e for e in observer.find_events("session.reclaimed") if e["payload"]["session_id"] == sid), None
+        ),
+        timeout,
+    )
+    assert event["session_id"] == "" and "seq" not in event
+    return event["payload"]
+
+
+async def test_reconnect_within_grace_keeps_runtime_id_and_replays_missed_events(gateway):
+    first = await GatewayClient.open(gateway.url)
+    created = await first.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await first.call("test.stream", {"session_id": sid, "count": 300, "delay_ms": 3})
+    await first.wait_for(lambda: len(first.find_events("message.delta", sid)) >= 3)
+    await first.close()
+    seen = first.find_events(session_id=sid)
+    last_seen = seen[-1]["seq"]
+
+    async with GatewayClient.connect(gateway.url) as second:
+        resumed = await second.call("session.resume", {"session_id": key})
+        assert resumed["session_id"] == sid
+        await second.event("message.complete", sid, timeout=30)
+        replay = await second.call("session.events.since", {"session_id": sid, "last_seen": last_seen})
+        assert replay["truncated"] is False
+        events = seen + replay["events"]
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        text = "".join(e["payload"]["text"] for e in events if e["type"] == "message.delta")
+        assert text == "".join(f"w{i} " for i in range(300))
+        # What arrived live after the resume is the same tail, never a duplicate.
+        live_after = second.find_events(session_id=sid)
+        assert live_after == replay["events"][-len(live_after) :]
+
+
+async def test_orphan_is_reclaimed_after_grace_and_every_client_hears(gateways):
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=1.0)
+    async with GatewayClient.connect(gateway.url) as watcher1, GatewayClient.connect(gateway.url) as watcher2:
+        owner = await GatewayClient.open(gateway.url)
+        created = await owner.call("session.create")
+        sid = created["session_id"]
+        await owner.event("session.info", sid)
+        await owner.close()
+        for watcher in (watcher1, watcher2):
+            payload = await reclaimed(watcher, sid)
+            assert payload == {
+                "session_id": sid,
+                "stored_session_id": created["stored_session_id"],
+                "reason": "ws_orphan_reap",
+            }
+        with pytest.raises(RpcFailure) as err:
+            await watcher1.call("session.activate", {"session_id": sid})
+        assert err.value.code == 4001
+
+
+async def test_close_on_disconnect_reaps_at_once(gateway):
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        created = await owner.call("session.create", {"close_on_disconnect": True})
+        sid = created["session_id"]
+        await owner.close()
+        # The default grace is 20 s: hearing within a few seconds means it did not wait for it.
+        payload = await reclaimed(watcher, sid, timeout=5)
+        assert payload["reason"] == "ws_disconnect"
+        with pytest.raises(RpcFailure) as err:
+            await watcher.call("session.resume", {"session_id": created["stored_session_id"]})
+        assert err.value.code == 4007
+    line = await eventually(
+        lambda: next(
+            (
+                m
+                for m in re.finditer(r"ws closed peer=\S+ reason=\S+ (.*)", gateway.log_text())
+                if "reaped_sessions=1" in m.group(1)
+            ),
+            None,
+        )
+    )
+    for field in ("messages=", "parse_errors=", "dispatch_crashes=", "send_failures=", "detached_sessions="):
+        assert field in line.group(0)
+
+
+async def test_idle_sessions_are_reclaimed_after_the_ttl(gateways):
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0, IDLE_TTL_S=1.0, SWEEP_INTERVAL_S=0.3)
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        sid = (await owner.call("session.create"))["session_id"]
+        await owner.close()
+        assert (await reclaimed(watcher, sid))["reason"] == "idle_timeout"
+
+
+async def test_live_session_cap_evicts_least_recent_clientless_idle_sessions(gateways):
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0, MAX_LIVE_SESSIONS=2)
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        first = (await owner.call("session.create"))["session_id"]
+        second = (await owner.call("session.create"))["session_id"]
+        await owner.close()
+        third = (await watcher.call("session.create"))["session_id"]
+        assert (await reclaimed(watcher, first))["reason"] == "lru_evict"
+        await watcher.call("session.create")
+        assert (await reclaimed(watcher, second))["reason"] == "lru_evict"
+        with pytest.raises(RpcFailure) as err:
+            await watcher.call("session.create")
+        assert err.value.code == 4090 and err.value.data == {"reason": "max_live_sessions"}
+        assert (await watcher.call("session.history", {"session_id": third}))["count"] == 0
+
+
+async def test_idle_socket_stays_open_past_ten_seconds_on_redis(gateways):
+    gateway = gateways.shared("redis")
+    async with GatewayClient.connect(gateway.url) as client:
+        sid = (await client.call("session.create"))["session_id"]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(client.closed), 11)
+        assert await client.call("gateway.ping") == {"ok": True}
+        assert (await client.call("session.history", {"session_id": sid}))["count"] == 0
