@@ -5,6 +5,7 @@ Environment variables:
     DJANGO_DEBUG        "1" for debug
     ALLOWED_HOSTS       comma-separated (default: localhost,127.0.0.1,[::1])
     DATABASE_URL        e.g. postgres://user@host:5432/db (default: SQLite file db.sqlite3)
+    DATABASE_CONN_MAX_AGE  seconds a worker thread keeps its DB connection (default 0)
     REDIS_URL           e.g. redis://127.0.0.1:6379/0; unset = in-memory channel layer
     REDIS_LAYER         "pubsub" (default) or "core": which channels_redis layer
     GATEWAY_AGENT       agent backend: "demo" (default), "openai" or a dotted path
@@ -84,7 +85,12 @@ _SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
 _database_url = _env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
+# Every worker thread holds its own connection; 0 keeps PostgreSQL's connection count bounded.
+DATABASES = {
+    "default": dj_database_url.parse(
+        _database_url, conn_max_age=int(_env("DATABASE_CONN_MAX_AGE", "0")), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)

@@ -10,6 +10,8 @@ import pytest
 from tests.helpers import eventually
 from ws_gateway.testing import GatewayClient, RpcFailure
 
+pytestmark = pytest.mark.db
+
 
 async def reclaimed(observer: GatewayClient, sid: str, timeout: float = 15) -> dict:
     event = await observer.wait_for(

@@ -6,6 +6,8 @@ import pytest
 
 from ws_gateway.testing import GatewayClient, RpcFailure
 
+pytestmark = pytest.mark.db
+
 
 async def create(client: GatewayClient, **params) -> dict:
     created = await client.call("session.create", params)
