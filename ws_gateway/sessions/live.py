@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,8 @@ class LiveSession:
     """Everything about an open session that is not in the database.
 
     ``clients`` holds the channel names of attached connections. Mutations go
-    through :mod:`ws_gateway.sessions.service` under ``lock``.
+    through :mod:`ws_gateway.sessions.service` under ``lock``, which also
+    serialises the session's transcript writes (memory and database alike).
     """
 
     id: str
@@ -45,6 +47,15 @@ class LiveSession:
     ended: bool = False
     orphan_timer: Timer | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # The running turn's context (ws_gateway.agent.context.TurnContext), if any.
+    turn: Any = None
+    # Prompts waiting for the running turn to end (busy input mode "queue").
+    queue: deque[str] = field(default_factory=deque)
+    # submission_ref -> the first submission's result (idempotent retries).
+    submissions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    usage: dict[str, int] = field(default_factory=dict)
+    todos: list[dict[str, Any]] = field(default_factory=list)
+    todo_revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # Set when the agent is built (or failed to build).
     built: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -69,5 +80,5 @@ class LiveSession:
         self.last_activity = time.monotonic()
 
     def has_pending_work(self) -> bool:
-        """Running turns (and, later, prompts and processes) keep a session from eviction."""
-        return self.running
+        """Running turns, queued prompts (and, later, pending requests and processes)."""
+        return self.running or bool(self.queue)

@@ -49,7 +49,7 @@ def get_live(session_id: str, user_id: int | None) -> LiveSession:
 
 
 def usage(live: LiveSession) -> dict[str, Any]:
-    counts = live.config.get("usage") or {}
+    counts = live.usage
     return {
         "model": live.model,
         "input": counts.get("input", 0),
@@ -104,6 +104,12 @@ def snapshot(live: LiveSession, *, omit_messages: bool = False) -> dict[str, Any
             "status": wire_status(live),
             "started_at": live.started_at,
         }
+        if live.todos:
+            out["todo_state"] = {"todos": list(live.todos), "revision": live.todo_revision}
+        if live.queue:
+            out["queued"] = [{"user": text} for text in live.queue]
+        if live.turn is not None:
+            out["inflight"] = live.turn.inflight()
     return out
 
 
@@ -250,6 +256,26 @@ def resume(
     out = snapshot(live, omit_messages=omit_messages)
     out["resumed"] = live.key
     return out
+
+
+def record(live: LiveSession, rows: list[dict[str, Any]]) -> None:
+    """Append transcript rows in memory and in the database (writes the stored row first time)."""
+    rows = [r for r in rows if r["role"] != "assistant" or r.get("text", "").strip() or r.get("reasoning")]
+    if not rows:
+        return
+    with live.lock:
+        store.ensure_row(live)
+        live.messages.extend(rows)
+        store.append(live, rows)
+
+
+def truncate(live: LiveSession, keep: int) -> int:
+    """Drop transcript rows from index ``keep`` on; returns how many went."""
+    with live.lock:
+        removed = len(live.messages) - keep
+        del live.messages[keep:]
+        store.truncate(live, keep)
+    return max(0, removed)
 
 
 def set_title(live: LiveSession, title: str) -> None:

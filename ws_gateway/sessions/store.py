@@ -43,6 +43,11 @@ def ensure_row(live: LiveSession) -> None:
         if live.stored:
             return
         messages = list(live.messages)
+        _create_row(live, messages)
+        live.stored = True
+
+
+def _create_row(live: LiveSession, messages: list[dict[str, Any]]) -> None:
     with transaction.atomic():
         StoredSession.objects.get_or_create(
             id=live.key,

@@ -1,0 +1,137 @@
+"""What a backend sees during one turn: emit, read the transcript, check for interrupts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .. import ids
+from ..outbox import emit
+from ..sessions.live import LiveSession
+
+
+class TurnFailed(Exception):
+    """Raised by a backend to end the turn with ``message.complete {status: "error"}``."""
+
+
+class TurnContext:
+    """One turn of one session, driven from the turn's own thread."""
+
+    def __init__(self, session: LiveSession, prompt: str, history: list[dict[str, Any]]) -> None:
+        self.session = session
+        self.prompt = prompt
+        self.history = history  # transcript rows before this prompt's user row
+        self.interrupt_event = threading.Event()
+        self.reply_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.usage_delta = {"input": 0, "output": 0, "reasoning": 0}
+        self.tool_rows: list[dict[str, Any]] = []
+        self._steers: list[str] = []
+        self._lock = threading.Lock()
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupt_event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when interrupted meanwhile."""
+        return self.interrupt_event.wait(max(0.0, seconds))
+
+    def touch(self) -> None:
+        self.session.last_activity = time.monotonic()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.reply_parts)
+
+    def inflight(self) -> dict[str, Any]:
+        return {"user": self.prompt, "assistant": self.text, "streaming": True}
+
+    # -- output ----------------------------------------------------------
+
+    def emit(self, type_: str, payload: dict[str, Any] | None = None) -> None:
+        self.touch()
+        emit(self.session.id, type_, payload)
+
+    def delta(self, text: str) -> None:
+        if text:
+            self.reply_parts.append(text)
+            self.emit("message.delta", {"text": text})
+
+    def reasoning(self, text: str) -> None:
+        if text:
+            self.reasoning_parts.append(text)
+            self.emit("reasoning.delta", {"text": text})
+
+    def status(self, kind: str, text: str) -> None:
+        self.emit("status.update", {"kind": kind, "text": text})
+
+    def usage(self, input_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0) -> None:
+        """Report token usage; adds to the session's totals and emits ``session.usage``."""
+        from ..sessions import service
+
+        live = self.session
+        with live.lock:
+            for name, value in (
+                ("input", input_tokens),
+                ("output", output_tokens),
+                ("reasoning", reasoning_tokens),
+            ):
+                self.usage_delta[name] += value
+                live.usage[name] = live.usage.get(name, 0) + value
+        self.emit("session.usage", {"usage": service.usage(live)})
+
+    def tool_generating(self, name: str) -> None:
+        self.emit("tool.generating", {"name": name})
+
+    def tool_start(self, name: str, args: dict[str, Any], context: str = "") -> str:
+        tool_id = f"tool_{ids.request_id()}"
+        self.emit("tool.start", {"tool_id": tool_id, "name": name, "args": args, "context": context})
+        return tool_id
+
+    def tool_complete(
+        self,
+        tool_id: str,
+        name: str,
+        args: dict[str, Any],
+        result: str,
+        duration_s: float,
+        summary: str | None = None,
+        context: str = "",
+    ) -> None:
+        from ..sessions import service
+
+        payload: dict[str, Any] = {
+            "tool_id": tool_id,
+            "name": name,
+            "args": args,
+            "result": result,
+            "duration_s": round(duration_s, 3),
+        }
+        if summary:
+            payload["summary"] = summary
+        self.emit("tool.complete", payload)
+        row = {"role": "tool", "name": name, "args": args, "text": result, "timestamp": time.time()}
+        if context:
+            row["context"] = context
+        service.record(self.session, [row])
+
+    def set_title(self, title: str) -> None:
+        from ..sessions import service
+
+        service.set_title(self.session, title)
+
+    # -- steering --------------------------------------------------------
+
+    def steer(self, text: str) -> None:
+        with self._lock:
+            self._steers.append(text)
+
+    def take_steers(self) -> list[str]:
+        """Guidance sent with ``session.steer`` since the last call."""
+        with self._lock:
+            out, self._steers = self._steers, []
+        return out

@@ -1,0 +1,54 @@
+"""Turn methods: ``prompt.submit``, ``session.interrupt``, ``session.steer``, ``session.undo``,
+``session.usage`` (PROTOCOL.md section 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..agent import turns
+from ..rpc import method
+from ..rpc.call import Call
+from ..sessions import service
+
+
+def _live(call: Call) -> Any:
+    return service.get_live(call.params.session_id(), call.conn.user_id)
+
+
+@method("prompt.submit")
+def prompt_submit(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = _live(call)
+    text = p.str("text", "")
+    service.attach(call, live)
+    return turns.submit(
+        live,
+        text,
+        submission_ref=p.str("submission_ref"),
+        queued=p.bool("queued"),
+        truncate_before=p.raw("truncate_before_user_ordinal"),
+        confirm_truncate=p.bool("confirm_truncate"),
+        confirm_empty=p.bool("confirm_empty_truncate"),
+    )
+
+
+@method("session.interrupt")
+def session_interrupt(call: Call) -> dict[str, Any]:
+    live = _live(call)
+    return {"status": "interrupted" if turns.interrupt(live) else "not_interrupted"}
+
+
+@method("session.steer")
+def session_steer(call: Call) -> dict[str, Any]:
+    live = _live(call)
+    return {"status": turns.steer(live, call.params.str("text", ""))}
+
+
+@method("session.undo")
+def session_undo(call: Call) -> dict[str, Any]:
+    return {"removed": turns.undo(_live(call))}
+
+
+@method("session.usage", pool=True)
+def session_usage(call: Call) -> dict[str, Any]:
+    return service.usage(_live(call))
