@@ -26,12 +26,15 @@ class Backend(Protocol):
     def build(self, session: LiveSession) -> Agent: ...
 
 
+BACKENDS = {
+    "demo": "ws_gateway.agent.demo.DemoBackend",
+    "openai": "ws_gateway.agent.openai_backend.OpenAIBackend",
+}
+
+
 def load_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     """A backend by short name (``demo``, ``openai``) or dotted class path."""
     from django.utils.module_loading import import_string
 
-    known = {
-        "demo": "ws_gateway.agent.demo.DemoBackend",
-    }
-    cls = import_string(known.get(spec, spec))
+    cls = import_string(BACKENDS.get(spec, spec))
     return cls(**(options or {}))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import tools
 from .context import TurnContext, TurnFailed
 
 if TYPE_CHECKING:
@@ -73,6 +74,11 @@ class DemoTurn:
         words = text.split()
         self.say_tokens([w + " " for w in words[:-1]] + words[-1:])
 
+    def say_lines(self, text: str) -> None:
+        """One visible part that may span lines, streamed one line per delta."""
+        lines = text.split("\n")
+        self.say_tokens([line + "\n" for line in lines[:-1]] + lines[-1:])
+
 
 Directive = Callable[[DemoTurn, str], None]
 
@@ -124,6 +130,47 @@ def d_text(turn: DemoTurn, arg: str) -> None:
     turn.say(f"You said: {arg}")
 
 
+def ran_reply(command: str, output: tools.ToolOutput) -> str:
+    """``Ran: COMMAND (exit N)`` plus the output's first line, from a terminal tool result."""
+    status, _, text = output.result.partition("\n")
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    reply = f"Ran: {command} ({status})"
+    return f"{reply}\n{first}" if first else reply
+
+
+def d_run(turn: DemoTurn, arg: str) -> None:
+    if not arg:
+        raise TurnFailed("usage: !run COMMAND")
+    output = tools.run_tool(turn.ctx, "terminal", {"command": arg})
+    if not turn.ctx.interrupted:
+        turn.say_lines(ran_reply(arg, output))
+
+
+def d_todo(turn: DemoTurn, arg: str) -> None:
+    items = [item.strip() for item in arg.split(";") if item.strip()]
+    if not items:
+        raise TurnFailed("usage: !todo A; B; C")
+    todos = [
+        {"id": str(i), "content": item, "status": "in_progress" if i == 1 else "pending"}
+        for i, item in enumerate(items, 1)
+    ]
+    tools.run_tool(turn.ctx, "todo", {"todos": todos})
+
+
+def d_todo_done(turn: DemoTurn, arg: str) -> None:
+    (n,) = _ints(arg, "!todo-done N", (1, 1))
+    todos = [dict(t) for t in turn.ctx.session.todos]
+    if not 1 <= n <= len(todos):
+        raise TurnFailed(f"!todo-done: no item {n}")
+    todos[n - 1]["status"] = "completed"
+    if not any(t["status"] == "in_progress" for t in todos):
+        following = todos[n:] + todos[: n - 1]
+        nxt = next((t for t in following if t["status"] == "pending"), None)
+        if nxt is not None:
+            nxt["status"] = "in_progress"
+    tools.run_tool(turn.ctx, "todo", {"todos": todos})
+
+
 DIRECTIVES: dict[str, Directive] = {
     "text": d_text,
     "stream": d_stream,
@@ -132,6 +179,9 @@ DIRECTIVES: dict[str, Directive] = {
     "fail": d_fail,
     "title": d_title,
     "usage": d_usage,
+    "run": d_run,
+    "todo": d_todo,
+    "todo-done": d_todo_done,
 }
 
 
@@ -141,7 +191,7 @@ class DemoAgent:
     directives: dict[str, Directive] = field(default_factory=lambda: DIRECTIVES)
 
     def tools(self) -> dict[str, list[str]]:
-        return {"demo": sorted(name for name in self.directives if name != "text")}
+        return {"demo": sorted(tools.TOOLS)}
 
     def run_turn(self, ctx: TurnContext) -> None:
         turn = DemoTurn(ctx)

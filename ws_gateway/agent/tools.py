@@ -1,0 +1,209 @@
+"""Agent tools: what a backend may call during a turn, with JSON schemas for function calling.
+
+:func:`run_tool` wraps every call in ``tool.start`` / ``tool.complete`` and
+stores the tool row; backends (demo directives, OpenAI function calls) go
+through it so every client sees the same events whichever backend runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .context import TurnContext, TurnFailed
+
+OUTPUT_CAP = 16_000
+COMMAND_TIMEOUT_S = 120.0
+TODO_STATUSES = ("pending", "in_progress", "completed", "cancelled")
+
+
+@dataclass
+class ToolOutput:
+    result: str
+    summary: str | None = None
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    run: Callable[[TurnContext, dict[str, Any]], ToolOutput]
+    context: Callable[[dict[str, Any]], str] = lambda args: ""
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI ``tools`` entry."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+TOOLS: dict[str, Tool] = {}
+
+
+def register(tool: Tool) -> Tool:
+    TOOLS[tool.name] = tool
+    return tool
+
+
+def run_tool(ctx: TurnContext, name: str, args: dict[str, Any]) -> ToolOutput:
+    """Run one tool call with its events; an unknown tool or bad arguments is a tool error, not a crash."""
+    tool = TOOLS.get(name)
+    context = tool.context(args) if tool else ""
+    tool_id = ctx.tool_start(name, args, context)
+    started = time.monotonic()
+    if tool is None:
+        output = ToolOutput(f"error: unknown tool {name}")
+    else:
+        try:
+            output = tool.run(ctx, args)
+        except TurnFailed:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            output = ToolOutput(f"error: bad arguments for {name}: {exc}")
+    ctx.tool_complete(tool_id, name, args, output.result, time.monotonic() - started, output.summary, context)
+    return output
+
+
+# -- terminal -----------------------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    exit_code: int
+    output: str
+    interrupted: bool = False
+
+    def first_line(self) -> str:
+        return next((line for line in self.output.splitlines() if line.strip()), "")
+
+
+def run_command(ctx: TurnContext, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> CommandResult:
+    """Run a shell command in the session's cwd; interruptible, with a timeout and capped output."""
+    proc = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=ctx.session.cwd or None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    interrupted = False
+    while proc.poll() is None:
+        if ctx.wait(0.02):
+            interrupted = True
+            break
+        if time.monotonic() > deadline:
+            break
+    if proc.poll() is None:
+        _kill_group(proc)
+    out = proc.stdout.read(OUTPUT_CAP + 1) if proc.stdout else b""
+    proc.wait()
+    text = out.decode(errors="replace")
+    if len(text) > OUTPUT_CAP:
+        text = text[:OUTPUT_CAP] + "\n[output truncated]"
+    return CommandResult(proc.returncode, text, interrupted)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _terminal(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
+    command = args["command"]
+    if not isinstance(command, str) or not command.strip():
+        raise ValueError("command must be a non-empty string")
+    result = run_command(ctx, command, float(args.get("timeout", COMMAND_TIMEOUT_S)))
+    return ToolOutput(f"exit {result.exit_code}\n{result.output}", summary=f"exit {result.exit_code}")
+
+
+register(
+    Tool(
+        "terminal",
+        "Run a shell command in the session's working directory and return its exit code and output.",
+        {
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "description": "The shell command to run."},
+                "timeout": {"type": "number", "description": "Seconds before it is killed."},
+            },
+            "required": ["command"],
+        },
+        _terminal,
+        context=lambda args: str(args.get("command", "")),
+    )
+)
+
+
+# -- todo -------------------------------------------------------------------
+
+
+def set_todos(ctx: TurnContext, todos: list[dict[str, Any]]) -> None:
+    """Replace the session's todo list and emit ``todo.updated`` with the next revision."""
+    live = ctx.session
+    with live.lock:
+        live.todos = todos
+        live.todo_revision += 1
+        payload = {"todos": list(todos), "revision": live.todo_revision}
+    ctx.emit("todo.updated", payload)
+
+
+def _todo(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
+    items = args["todos"]
+    if not isinstance(items, list):
+        raise ValueError("todos must be a list")
+    todos = []
+    for i, item in enumerate(items, 1):
+        content = item["content"] if isinstance(item, dict) else str(item)
+        status = item.get("status", "pending") if isinstance(item, dict) else "pending"
+        if status not in TODO_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(TODO_STATUSES)}")
+        todos.append(
+            {
+                "id": str(item.get("id", i)) if isinstance(item, dict) else str(i),
+                "content": content,
+                "status": status,
+            }
+        )
+    set_todos(ctx, todos)
+    return ToolOutput(json.dumps({"todos": todos}), summary=f"{len(todos)} item(s)")
+
+
+register(
+    Tool(
+        "todo",
+        "Replace the task list shown to the user. Each item has content and a status.",
+        {
+            "type": "object",
+            "properties": {
+                "todos": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "content": {"type": "string"},
+                            "status": {"type": "string", "enum": list(TODO_STATUSES)},
+                        },
+                        "required": ["content", "status"],
+                    },
+                }
+            },
+            "required": ["todos"],
+        },
+        _todo,
+    )
+)
