@@ -36,7 +36,8 @@ def status(ctx: CommandContext) -> Result:
 def usage(ctx: CommandContext) -> Result:
     u = service.usage(ctx.require_session())
     return Result.exec(
-        f"input {u['input']}  output {u['output']}  total {u['total']}  calls {u['calls']}  model {u['model']}"
+        f"input {u['input']}  output {u['output']}  total {u['total']}  "
+        f"calls {u['calls']}  model {u['model']}"
     )
 
 

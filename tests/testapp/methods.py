@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import socket
 import threading
 import time
 from typing import Any
@@ -57,3 +59,27 @@ def fail(call: Any) -> dict[str, Any]:
     if code is not None:
         raise RpcError(code, "requested failure")
     raise ValueError("boom")
+
+
+@method("test.bad_result")
+def bad_result(call: Any) -> Any:
+    """A handler breaking its contract: ``kind`` "unencodable" (not JSON) or "not_an_object" (a list)."""
+    if call.params.str("kind") == "not_an_object":
+        return ["not", "an", "object"]
+    return {"value": object()}
+
+
+@method("test.tcp_nodelay")
+def tcp_nodelay(call: Any) -> dict[str, Any]:
+    """TCP_NODELAY of this process's socket to the caller (found by the caller's address)."""
+    host, port = call.conn.peer.rsplit(":", 1)
+    for obj in gc.get_objects():
+        if not isinstance(obj, socket.socket) or obj.fileno() < 0 or obj.type != socket.SOCK_STREAM:
+            continue
+        try:
+            peer = obj.getpeername()
+        except OSError:
+            continue
+        if peer[:2] == (host, int(port)):
+            return {"nodelay": bool(obj.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))}
+    return {"nodelay": None}

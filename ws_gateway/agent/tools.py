@@ -7,7 +7,10 @@ through it so every client sees the same events whichever backend runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -113,13 +116,8 @@ def run_command(ctx: TurnContext, command: str, timeout_s: float = COMMAND_TIMEO
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    import os
-    import signal
-
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _terminal(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
