@@ -121,13 +121,7 @@ def _interrupt_locked(live: LiveSession) -> bool:
     if not live.running or live.turn is None:
         return False
     live.turn.interrupt_event.set()
-    for hook in interrupt_hooks:
-        hook(live)
     return True
-
-
-# Called with (live) when a turn is interrupted: pending prompts are released.
-interrupt_hooks: list[Any] = []
 
 
 def steer(live: LiveSession, text: str) -> str:

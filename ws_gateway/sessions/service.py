@@ -300,11 +300,7 @@ def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
             live.orphan_timer.cancel()
             live.orphan_timer = None
     registry.remove(live)
-    for hook in teardown_hooks:
-        try:
-            hook(live, reason)
-        except Exception:
-            log.exception("teardown hook failed session=%s", live.id)
+    _stop_turn(live)
     try:
         store.end(live, reason)
     except Exception:
@@ -321,8 +317,12 @@ def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
     return True
 
 
-# Called with (live, reason) during teardown: agents stop turns, processes are killed.
-teardown_hooks: list[Any] = []
+def _stop_turn(live: LiveSession) -> None:
+    """Interrupt a running turn and give it a moment to store what it said."""
+    from ..agent import turns
+
+    if turns.interrupt(live):
+        live.idle.wait(gateway_settings.CLOSE_WAIT_S)
 
 
 def disconnect(conn_id: str) -> tuple[int, int]:
@@ -365,14 +365,7 @@ def orphan_check(live: LiveSession) -> None:
     if running and not stale:
         park(live)
         return
-    if running:
-        for hook in interrupt_hooks:
-            hook(live)
     teardown(live, "ws_orphan_reap")
-
-
-# Called with (live) to interrupt a running turn before a stale session is reclaimed.
-interrupt_hooks: list[Any] = []
 
 
 def start_sweeper() -> None:
