@@ -102,6 +102,3 @@ class Session:
     async def stored_texts(self) -> list[str]:
         return [text for _, text in stored_rows(self.gateway.env["DATABASE_URL"], self.key)]
 
-
-def turn_events(events: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["type"] == type_]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Session, turn_events
+from tests.helpers import Session
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -18,7 +18,7 @@ async def test_text_lines_echo_word_by_word(gateway):
         assert complete["text"] == "You said: hello there world"
         assert "".join(deltas) == complete["text"]
         assert complete["status"] == "complete"
-        assert [e["type"] for e in events][0] == "message.start"
+        assert events[0]["type"] == "message.start"
         assert [e["type"] for e in events][-2:] == ["message.complete", "session.info"]
 
 
@@ -80,7 +80,7 @@ async def test_run_and_todo_directives(gateway):
         assert complete["text"] == "Ran: echo hello; echo second (exit 0)\nhello"
         starts = [e for e in events if e["type"] == "tool.start"]
         assert [e["payload"]["name"] for e in starts] == ["terminal", "todo", "todo"]
-        done = [e for e in events if e["type"] == "tool.complete"][0]["payload"]
+        done = next(e for e in events if e["type"] == "tool.complete")["payload"]
         assert (
             done["result"] == "exit 0\nhello\nsecond\n" and done["tool_id"] == starts[0]["payload"]["tool_id"]
         )
