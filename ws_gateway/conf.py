@@ -62,6 +62,19 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_BUILD_TIMEOUT_S": 60.0,
     # Name of this worker in gateway.ready (default: host:pid).
     "WORKER_ID": "",
+    # Seconds an interactive request waits for a person before it is declined.
+    "REQUEST_TIMEOUTS_S": {"approval": 300.0, "clarify": 300.0, "sudo": 120.0, "secret": 300.0},
+    # Choices offered by approval.request (remove "session"/"always" to forbid them).
+    "APPROVAL_CHOICES": ["once", "session", "always", "deny"],
+    # [regex, description] pairs of commands that need an approval; None = the built-in list
+    # (ws_gateway.agent.approvals.DEFAULT_PATTERNS). EXTRA_ adds to whichever list is used.
+    "DANGEROUS_PATTERNS": None,
+    "EXTRA_DANGEROUS_PATTERNS": [],
+    # Terminal tool: seconds before a foreground command is killed, output kept (chars).
+    "COMMAND_TIMEOUT_S": 120.0,
+    "COMMAND_OUTPUT_CHARS": 16000,
+    # Background processes: output tail kept per process (chars).
+    "PROCESS_TAIL_CHARS": 4000,
 }
 
 

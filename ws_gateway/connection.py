@@ -53,6 +53,8 @@ class Connection:
         self.peer = peer
         self.stats = Stats()
         self.cursors: dict[str, int] = {}
+        # Sessions for which this client takes interactive requests as server requests (8.2).
+        self.server_requests: set[str] = set()
         self.groups: set[str] = set()
         self.closed = False
         self._layer = layer
@@ -98,8 +100,13 @@ class Connection:
             self.groups.add(group)
             await self._layer.group_add(group, self.id)
 
-    def start_cursor(self, session_id: str, baseline: int) -> None:
+    def start_cursor(self, session_id: str, baseline: int, server_requests: bool | None = None) -> None:
         """Start (or keep) delivering a session's events after ``baseline``, catching up from the log."""
+        if server_requests is not None:
+            if server_requests:
+                self.server_requests.add(session_id)
+            else:
+                self.server_requests.discard(session_id)
         if session_id in self.cursors:
             return
         self.cursors[session_id] = baseline
@@ -107,25 +114,27 @@ class Connection:
         if log_ is not None:
             self._fill(session_id, log_.latest_seq + 1)
 
-    def deliver(self, session_id: str, seq: int, text: str) -> None:
+    def deliver(self, session_id: str, seq: int, text: str, srq_text: str | None = None) -> None:
         cursor = self.cursors.get(session_id)
         if cursor is None or seq <= cursor:
             return
         if seq > cursor + 1:
             self._fill(session_id, seq)
-        self.push(text)
+        self.push(srq_text if srq_text is not None and session_id in self.server_requests else text)
         self.cursors[session_id] = seq
 
     def _fill(self, session_id: str, before: int) -> None:
         log_ = outbox.logs.get(session_id)
         if log_ is None:
             return
+        opted_in = session_id in self.server_requests
         for event in log_.between(self.cursors[session_id], before):
-            self.push(event.text)
+            self.push(event.srq_text if opted_in and event.srq_text is not None else event.text)
             self.cursors[session_id] = event.seq
 
     async def leave(self, session_id: str) -> None:
         self.cursors.pop(session_id, None)
+        self.server_requests.discard(session_id)
         group = session_group(session_id)
         if group in self.groups:
             self.groups.discard(group)

@@ -120,7 +120,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def gw_event(self, message: dict[str, Any]) -> None:
         if self.conn is not None:
-            self.conn.deliver(message["sid"], message["seq"], message["text"])
+            self.conn.deliver(message["sid"], message["seq"], message["text"], message.get("srq"))
 
     async def gw_broadcast(self, message: dict[str, Any]) -> None:
         if self.conn is not None:

@@ -63,3 +63,24 @@ class TranscriptMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.ordinal} {self.role}"
+
+
+class ApprovalRule(models.Model):
+    """A dangerous-command pattern a user approved with ``always``: it is not asked again."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="gateway_approval_rules",
+    )
+    pattern = models.CharField(max_length=255)
+    description = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "pattern"])]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}: {self.description or self.pattern}"

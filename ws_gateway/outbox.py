@@ -35,6 +35,10 @@ EVENT_MESSAGE = "gw.event"  # layer message type of a session event
 BROADCAST_MESSAGE = "gw.broadcast"  # layer message type of a global event
 
 
+# (srq id, method, params) of an event that is also a server-to-client request.
+ServerRequest = tuple[str, str, dict[str, Any]]
+
+
 def session_group(session_id: str) -> str:
     return f"ws_gateway.s.{session_id}"
 
@@ -67,12 +71,14 @@ class Stream:
     def latest_seq(self) -> int:
         return self.seq
 
-    def push(self, type_: str, payload: dict[str, Any] | None) -> None:
+    def push(
+        self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
+    ) -> None:
         if type_ in DELTA_TYPES:
             self._push_delta(type_, (payload or {}).get("text", ""))
             return
         self.flush()
-        self._send(type_, payload)
+        self._send(type_, payload, server_request)
 
     def _push_delta(self, type_: str, text: str) -> None:
         if not text:
@@ -102,17 +108,30 @@ class Stream:
         self._last_flush = self.outbox.loop.time()
         self._send(type_, {"text": text})
 
-    def _send(self, type_: str, payload: dict[str, Any] | None) -> None:
+    def _send(
+        self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
+    ) -> None:
         self.seq += 1
         params: dict[str, Any] = {"type": type_, "session_id": self.session_id}
         if payload is not None:
             params["payload"] = payload
         params["seq"] = self.seq
         text = event_frame(params)
-        self.log.append(LoggedEvent(self.seq, params, text))
-        self._publishing.append(
-            {"type": EVENT_MESSAGE, "sid": self.session_id, "seq": self.seq, "text": text}
-        )
+        message = {"type": EVENT_MESSAGE, "sid": self.session_id, "seq": self.seq, "text": text}
+        srq_text = None
+        if server_request is not None:
+            srq_id, method, srq_params = server_request
+            srq_text = encode(
+                {
+                    "jsonrpc": "2.0",
+                    "id": srq_id,
+                    "method": method,
+                    "params": {"session_id": self.session_id, **srq_params, "seq": self.seq},
+                }
+            )
+            message["srq"] = srq_text
+        self.log.append(LoggedEvent(self.seq, params, text, srq_text))
+        self._publishing.append(message)
         if self._publisher is None:
             self._publisher = self.outbox.loop.create_task(self._publish())
 
@@ -172,9 +191,20 @@ class Outbox:
         """Forget a session once its final events are out; its log goes with it."""
         self._enqueue(("close", session_id, None))
 
-    def emit(self, session_id: str, type_: str, payload: dict[str, Any] | None = None) -> None:
-        """Queue a session event from any thread. Never blocks, never raises for a gone client."""
-        self._enqueue(("event", session_id, (type_, payload)))
+    def emit(
+        self,
+        session_id: str,
+        type_: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        server_request: ServerRequest | None = None,
+    ) -> None:
+        """Queue a session event from any thread. Never blocks, never raises for a gone client.
+
+        ``server_request`` ``(srq_id, method, params)`` gives the event a second form: the
+        JSON-RPC request that clients opted into server requests receive instead.
+        """
+        self._enqueue(("event", session_id, (type_, payload, server_request)))
 
     def broadcast(self, type_: str, payload: dict[str, Any] | None = None) -> None:
         """Queue a global event for every connected client."""

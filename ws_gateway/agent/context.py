@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import ids
@@ -18,8 +19,15 @@ class TurnFailed(Exception):
 class TurnContext:
     """One turn of one session, driven from the turn's own thread."""
 
-    def __init__(self, session: LiveSession, prompt: str, history: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        session: LiveSession,
+        prompt: str,
+        history: list[dict[str, Any]],
+        observer: Callable[[str, dict[str, Any] | None], None] | None = None,
+    ) -> None:
         self.session = session
+        self.observer = observer  # sees every event of the turn (subagent reporting)
         self.prompt = prompt
         self.history = history  # transcript rows before this prompt's user row
         self.interrupt_event = threading.Event()
@@ -28,6 +36,8 @@ class TurnContext:
         self.usage_delta = {"input": 0, "output": 0, "reasoning": 0}
         self.tool_rows: list[dict[str, Any]] = []
         self._steers: list[str] = []
+        # Commands a person approved during this turn (not asked twice).
+        self.approved_commands: set[str] = set()
         self._lock = threading.Lock()
 
     # -- state -----------------------------------------------------------
@@ -55,6 +65,8 @@ class TurnContext:
     def emit(self, type_: str, payload: dict[str, Any] | None = None) -> None:
         self.touch()
         emit(self.session.id, type_, payload)
+        if self.observer is not None:
+            self.observer(type_, payload)
 
     def delta(self, text: str) -> None:
         if text:

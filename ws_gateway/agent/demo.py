@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import tools
+from . import approvals, tools
 from .context import TurnContext, TurnFailed
+from .pending import pending, timeout_for
 
 if TYPE_CHECKING:
     from ..sessions.live import LiveSession
@@ -142,8 +143,70 @@ def d_run(turn: DemoTurn, arg: str) -> None:
     if not arg:
         raise TurnFailed("usage: !run COMMAND")
     output = tools.run_tool(turn.ctx, "terminal", {"command": arg})
+    if turn.ctx.interrupted:
+        return
+    turn.say_lines(f"Denied: {arg}" if output.denied else ran_reply(arg, output))
+
+
+def d_bg(turn: DemoTurn, arg: str) -> None:
+    if not arg:
+        raise TurnFailed("usage: !bg COMMAND")
+    output = tools.run_tool(turn.ctx, "terminal", {"command": arg, "background": True})
+    if turn.ctx.interrupted:
+        return
+    turn.say(f"Denied: {arg}" if output.denied else f"Started: {output.result.split()[-1]}")
+
+
+def d_approve(turn: DemoTurn, arg: str) -> None:
+    if not arg:
+        raise TurnFailed("usage: !approve COMMAND")
+    approved = approvals.request_approval(turn.ctx, arg, approvals.dangerous(arg), always_ask=True)
+    if turn.ctx.interrupted:
+        return
+    if not approved:
+        turn.say(f"Denied: {arg}")
+        return
+    d_run(turn, arg)
+
+
+def d_clarify(turn: DemoTurn, arg: str) -> None:
+    question, *choices = [part.strip() for part in arg.split("|")]
+    if not question:
+        raise TurnFailed("usage: !clarify QUESTION | CHOICE | CHOICE")
+    args: dict[str, Any] = {"question": question}
+    if [c for c in choices if c]:
+        args["choices"] = [c for c in choices if c]
+    answer = tools.run_tool(turn.ctx, "clarify", args).result
     if not turn.ctx.interrupted:
-        turn.say_lines(ran_reply(arg, output))
+        turn.say(f"Answer: {answer or '(none)'}")
+
+
+def d_sudo(turn: DemoTurn, arg: str) -> None:
+    password = pending.ask(turn.ctx.session, "sudo", {}, timeout_for("sudo"))
+    if not turn.ctx.interrupted:
+        turn.say("sudo: received" if password else "sudo: declined")
+
+
+def d_secret(turn: DemoTurn, arg: str) -> None:
+    env_var, _, prompt = arg.partition(" ")
+    if not env_var:
+        raise TurnFailed("usage: !secret ENV_VAR PROMPT")
+    live = turn.ctx.session
+    value = pending.ask(live, "secret", {"prompt": prompt.strip(), "env_var": env_var}, timeout_for("secret"))
+    if value:
+        with live.lock:
+            live.secret_env[env_var] = value
+    if not turn.ctx.interrupted:
+        turn.say("secret: stored" if value else "secret: skipped")
+
+
+def d_delegate(turn: DemoTurn, arg: str) -> None:
+    goal, sep, prompt = arg.partition("::")
+    if not sep or not goal.strip():
+        raise TurnFailed("usage: !delegate GOAL :: CHILD PROMPT")
+    output = tools.run_tool(turn.ctx, "delegate", {"goal": goal.strip(), "prompt": prompt.strip()})
+    if not turn.ctx.interrupted:
+        turn.say_lines(f"Delegated: {goal.strip()} -> {output.result}")
 
 
 def d_todo(turn: DemoTurn, arg: str) -> None:
@@ -182,6 +245,12 @@ DIRECTIVES: dict[str, Directive] = {
     "run": d_run,
     "todo": d_todo,
     "todo-done": d_todo_done,
+    "bg": d_bg,
+    "approve": d_approve,
+    "clarify": d_clarify,
+    "sudo": d_sudo,
+    "secret": d_secret,
+    "delegate": d_delegate,
 }
 
 

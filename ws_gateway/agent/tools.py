@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..conf import gateway_settings
+from ..processes import processes
+from . import approvals
 from .context import TurnContext, TurnFailed
+from .pending import pending, timeout_for
 
-OUTPUT_CAP = 16_000
-COMMAND_TIMEOUT_S = 120.0
 TODO_STATUSES = ("pending", "in_progress", "completed", "cancelled")
 
 
@@ -28,6 +30,7 @@ TODO_STATUSES = ("pending", "in_progress", "completed", "cancelled")
 class ToolOutput:
     result: str
     summary: str | None = None
+    denied: bool = False
 
 
 @dataclass
@@ -86,8 +89,10 @@ class CommandResult:
         return next((line for line in self.output.splitlines() if line.strip()), "")
 
 
-def run_command(ctx: TurnContext, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> CommandResult:
+def run_command(ctx: TurnContext, command: str, timeout_s: float | None = None) -> CommandResult:
     """Run a shell command in the session's cwd; interruptible, with a timeout and capped output."""
+    timeout_s = timeout_s or gateway_settings.COMMAND_TIMEOUT_S
+    cap = gateway_settings.COMMAND_OUTPUT_CHARS
     proc = subprocess.Popen(
         command,
         shell=True,
@@ -96,6 +101,7 @@ def run_command(ctx: TurnContext, command: str, timeout_s: float = COMMAND_TIMEO
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, **ctx.session.secret_env},
     )
     deadline = time.monotonic() + timeout_s
     interrupted = False
@@ -107,11 +113,11 @@ def run_command(ctx: TurnContext, command: str, timeout_s: float = COMMAND_TIMEO
             break
     if proc.poll() is None:
         _kill_group(proc)
-    out = proc.stdout.read(OUTPUT_CAP + 1) if proc.stdout else b""
+    out = proc.stdout.read(cap + 1) if proc.stdout else b""
     proc.wait()
     text = out.decode(errors="replace")
-    if len(text) > OUTPUT_CAP:
-        text = text[:OUTPUT_CAP] + "\n[output truncated]"
+    if len(text) > cap:
+        text = text[:cap] + "\n[output truncated]"
     return CommandResult(proc.returncode, text, interrupted)
 
 
@@ -124,7 +130,15 @@ def _terminal(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
     command = args["command"]
     if not isinstance(command, str) or not command.strip():
         raise ValueError("command must be a non-empty string")
-    result = run_command(ctx, command, float(args.get("timeout", COMMAND_TIMEOUT_S)))
+    if command not in ctx.approved_commands:
+        match = approvals.dangerous(command)
+        if match is not None and not approvals.request_approval(ctx, command, match):
+            return ToolOutput(f"denied: {command}", summary="denied", denied=True)
+    if args.get("background"):
+        proc = processes.start(ctx.session, command, ctx.session.secret_env)
+        return ToolOutput(f"started {proc.id}", summary=f"pid {proc.popen.pid}")
+    timeout = args.get("timeout")
+    result = run_command(ctx, command, float(timeout) if timeout else None)
     return ToolOutput(f"exit {result.exit_code}\n{result.output}", summary=f"exit {result.exit_code}")
 
 
@@ -137,6 +151,10 @@ register(
             "properties": {
                 "command": {"type": "string", "description": "The shell command to run."},
                 "timeout": {"type": "number", "description": "Seconds before it is killed."},
+                "background": {
+                    "type": "boolean",
+                    "description": "Start it as a background process and return its process id.",
+                },
             },
             "required": ["command"],
         },
@@ -203,5 +221,76 @@ register(
             "required": ["todos"],
         },
         _todo,
+    )
+)
+
+
+# -- clarify ------------------------------------------------------------------
+
+
+def clarify(ctx: TurnContext, question: str, choices: list[str] | None) -> str:
+    """Ask the user a question and wait for the answer ("" when none came)."""
+    answer = pending.ask(
+        ctx.session, "clarify", {"question": question, "choices": choices}, timeout_for("clarify")
+    )
+    return answer if isinstance(answer, str) else ""
+
+
+def _clarify(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
+    question = args["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
+    choices = args.get("choices") or None
+    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+        raise ValueError("choices must be a list of strings")
+    answer = clarify(ctx, question, choices)
+    return ToolOutput(answer, summary="answered" if answer else "no answer")
+
+
+register(
+    Tool(
+        "clarify",
+        "Ask the user a question when the task is ambiguous; optionally offer choices.",
+        {
+            "type": "object",
+            "properties": {
+                "question": {"type": "string"},
+                "choices": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["question"],
+        },
+        _clarify,
+        context=lambda args: str(args.get("question", "")),
+    )
+)
+
+
+# -- delegate -----------------------------------------------------------------
+
+
+def _delegate(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
+    from .subagents import delegate
+
+    goal, prompt = args["goal"], args.get("prompt") or args["goal"]
+    if not isinstance(goal, str) or not goal.strip() or not isinstance(prompt, str):
+        raise ValueError("goal must be a non-empty string")
+    sub = delegate(ctx, goal.strip(), prompt)
+    return ToolOutput(sub.summary or "", summary=f"{sub.status}, {sub.tool_count} tool call(s)")
+
+
+register(
+    Tool(
+        "delegate",
+        "Hand a self-contained sub-task to a subagent that works in its own session; returns its answer.",
+        {
+            "type": "object",
+            "properties": {
+                "goal": {"type": "string", "description": "Short name of the sub-task."},
+                "prompt": {"type": "string", "description": "Full instructions for the subagent."},
+            },
+            "required": ["goal"],
+        },
+        _delegate,
+        context=lambda args: str(args.get("goal", "")),
     )
 )

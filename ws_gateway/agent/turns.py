@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any
 
+from django import db
+
 from ..conf import gateway_settings
 from ..outbox import emit
 from ..rpc.errors import (
@@ -28,6 +30,7 @@ from ..rpc.errors import (
 from ..sessions import service
 from ..sessions.live import LiveSession
 from .context import TurnContext, TurnFailed
+from .pending import pending
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +59,15 @@ def submit(
     with live.lock:
         if submission_ref is not None and submission_ref in live.submissions:
             return live.submissions[submission_ref]
+        if live.watch_locked:
+            raise RpcError(BUSY, "session busy: its subagent turn is running")
         if live.build_error is not None:
             raise RpcError(AGENT_BUILD_FAILED, live.build_error)
         if truncate_before is not None:
             rewind(live, truncate_before, confirm_truncate, confirm_empty)
         if not live.running:
             result = {"status": "streaming"}
-            _start(live, text)
+            start(live, text)
         else:
             mode = "queue" if queued or live.turn is None else busy_mode(live)
             if mode == "steer":
@@ -121,6 +126,7 @@ def _interrupt_locked(live: LiveSession) -> bool:
     if not live.running or live.turn is None:
         return False
     live.turn.interrupt_event.set()
+    pending.release(live, "interrupted")
     return True
 
 
@@ -132,16 +138,16 @@ def steer(live: LiveSession, text: str) -> str:
         if live.running and live.turn is not None:
             live.turn.steer(text)
             return "steered"
-        _start(live, text)
+        start(live, text)
         return "queued"
 
 
-def _start(live: LiveSession, text: str) -> None:
+def start(live: LiveSession, text: str, observer: Any = None) -> None:
     """Store the prompt, then start its turn thread (caller holds ``live.lock``; no turn runs)."""
     history = list(live.messages)
     service.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
     _auto_title(live, text)
-    ctx = TurnContext(live, text, history)
+    ctx = TurnContext(live, text, history, observer)
     live.turn = ctx
     live.running = True
     live.idle.clear()
@@ -151,6 +157,13 @@ def _start(live: LiveSession, text: str) -> None:
 
 
 def _run(live: LiveSession, ctx: TurnContext) -> None:
+    try:
+        _run_turn(live, ctx)
+    finally:
+        db.connections.close_all()  # this thread's own connections
+
+
+def _run_turn(live: LiveSession, ctx: TurnContext) -> None:
     status, error = "complete", None
     emit(live.id, "message.start")
     try:
@@ -195,6 +208,7 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
         payload["reasoning"] = row["reasoning"]
     emit(live.id, "message.complete", payload)
     with live.lock:
+        live.config["last_status"] = status
         live.turn = None
         live.touch()
         next_text = live.queue.popleft() if live.queue and not live.ended else None
@@ -206,7 +220,7 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
         with live.lock:
             live.running = False
             try:
-                _start(live, next_text)
+                start(live, next_text)
             except Exception:
                 log.exception("could not start the queued prompt session=%s", live.id)
                 live.idle.set()

@@ -23,6 +23,7 @@ def session_create(call: Call) -> dict[str, Any]:
         close_on_disconnect=p.bool("close_on_disconnect"),
         source=p.str("source", ""),
         messages=service.validate_messages(p.list("messages")),
+        server_requests=_opt_bool(call, "server_requests"),
     )
     return {
         "session_id": live.id,
@@ -37,19 +38,24 @@ def session_create(call: Call) -> dict[str, Any]:
 def session_resume(call: Call) -> dict[str, Any]:
     p = call.params
     target = p.session_id()
-    cod = p.raw("close_on_disconnect")
     return service.resume(
         call,
         target,
         omit_messages=p.bool("omit_messages"),
-        close_on_disconnect=p.bool("close_on_disconnect") if cod is not None else None,
+        close_on_disconnect=_opt_bool(call, "close_on_disconnect"),
+        server_requests=_opt_bool(call, "server_requests"),
     )
+
+
+def _opt_bool(call: Call, key: str) -> bool | None:
+    """A boolean param, or None when absent (meaning: leave as it is)."""
+    return call.params.bool(key) if call.params.raw(key) is not None else None
 
 
 @method("session.activate")
 def session_activate(call: Call) -> dict[str, Any]:
     live = service.get_live(call.params.session_id(), call.conn.user_id)
-    service.attach(call, live)
+    service.attach(call, live, _opt_bool(call, "server_requests"))
     return service.snapshot(live)
 
 
@@ -146,4 +152,5 @@ def session_events_since(call: Call) -> dict[str, Any]:
         "truncated": truncated,
         "count": len(events),
         "epoch": outbox.epoch,
+        **service.open_requests(live),
     }

@@ -71,6 +71,7 @@ class Params:
 class Subscription:
     session_id: str
     baseline: int  # the caller already has every event up to this seq
+    server_requests: bool | None = None  # opt in/out of 8.2 requests (None: unchanged)
 
 
 @dataclass
@@ -83,6 +84,6 @@ class Call:
     request_id: Any = None
     subscriptions: list[Subscription] = field(default_factory=list)
 
-    def subscribe(self, session_id: str, baseline: int) -> None:
+    def subscribe(self, session_id: str, baseline: int, server_requests: bool | None = None) -> None:
         """Join the session's group before the response is sent; replay from ``baseline``."""
-        self.subscriptions.append(Subscription(session_id, baseline))
+        self.subscriptions.append(Subscription(session_id, baseline, server_requests))

@@ -193,7 +193,7 @@ class Dispatcher:
 
     def _start_cursors(self, call: Call) -> None:
         for sub in call.subscriptions:
-            self.conn.start_cursor(sub.session_id, sub.baseline)
+            self.conn.start_cursor(sub.session_id, sub.baseline, sub.server_requests)
 
     # -- plumbing ------------------------------------------------------
 

@@ -20,6 +20,7 @@ class LoggedEvent:
     seq: int
     params: dict[str, Any]
     text: str  # the exact frame that was sent
+    srq_text: str | None = None  # its server-request form, for clients that opted in
 
 
 @dataclass(frozen=True, slots=True)

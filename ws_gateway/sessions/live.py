@@ -54,6 +54,12 @@ class LiveSession:
     # submission_ref -> the first submission's result (idempotent retries).
     submissions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     usage: dict[str, int] = field(default_factory=dict)
+    # Values given through secret.request: environment of this session's commands, never stored.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # Subagents this session delegated to (ws_gateway.agent.subagents.Subagent).
+    subagents: list[Any] = field(default_factory=list)
+    # A child session while its delegated turn runs: watch windows may not prompt it.
+    watch_locked: bool = False
     todos: list[dict[str, Any]] = field(default_factory=list)
     todo_revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -80,5 +86,8 @@ class LiveSession:
         self.last_activity = time.monotonic()
 
     def has_pending_work(self) -> bool:
-        """Running turns, queued prompts (and, later, pending requests and processes)."""
-        return self.running or bool(self.queue)
+        """Running turns, queued prompts, open requests and background processes."""
+        from ..agent.pending import pending
+        from ..processes import processes
+
+        return self.running or bool(self.queue) or bool(pending.for_session(self)) or processes.running(self)

@@ -110,6 +110,21 @@ def snapshot(live: LiveSession, *, omit_messages: bool = False) -> dict[str, Any
             out["queued"] = [{"user": text} for text in live.queue]
         if live.turn is not None:
             out["inflight"] = live.turn.inflight()
+    out.update(open_requests(live))
+    return out
+
+
+def open_requests(live: LiveSession) -> dict[str, Any]:
+    """``pending_approval`` / ``open_requests`` for a reconnecting client (empty when none)."""
+    from ..agent.pending import pending
+
+    requests = pending.for_session(live)
+    if not requests:
+        return {}
+    out: dict[str, Any] = {"open_requests": [r.public() for r in requests]}
+    approvals = [r for r in requests if r.kind == "approval"]
+    if approvals:
+        out["pending_approval"] = approvals[0].public()
     return out
 
 
@@ -131,7 +146,7 @@ def validate_messages(raw: list[Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def _make_room(user_id: int | None) -> None:
+def _make_room() -> None:
     """Enforce MAX_LIVE_SESSIONS by evicting the least recently active clientless idle sessions."""
     cap = gateway_settings.MAX_LIVE_SESSIONS
     if not cap or len(registry) < cap:
@@ -146,9 +161,9 @@ def _make_room(user_id: int | None) -> None:
         raise RpcError(LIVE_LIMIT, "live session limit reached", {"reason": "max_live_sessions"})
 
 
-def create(
-    call: Call,
+def spawn(
     *,
+    owner_id: int | None,
     cwd: str | None = None,
     title: str = "",
     model: str | None = None,
@@ -158,13 +173,14 @@ def create(
     key: str | None = None,
     parent_key: str | None = None,
     stored: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> LiveSession:
-    """A new live session attached to the caller; the agent builds in the background."""
-    _make_room(call.conn.user_id)
+    """A new live session (no client yet); its agent builds in the background."""
+    _make_room()
     live = LiveSession(
         id=ids.runtime_id(),
         key=key or ids.stored_id(),
-        owner_id=call.conn.user_id,
+        owner_id=owner_id,
         cwd=cwd or os.getcwd(),
         model=model or default_model(),
         title=title,
@@ -173,10 +189,17 @@ def create(
         parent_key=parent_key,
         messages=messages or [],
         stored=stored,
+        config=dict(config or {}),
     )
     registry.add(live)
-    attach(call, live)
     workers.submit(build_agent, live)
+    return live
+
+
+def create(call: Call, *, server_requests: bool | None = None, **options: Any) -> LiveSession:
+    """A new live session attached to the caller (options as :func:`spawn`)."""
+    live = spawn(owner_id=call.conn.user_id, **options)
+    attach(call, live, server_requests)
     return live
 
 
@@ -207,8 +230,11 @@ def build_agent(live: LiveSession) -> None:
     outbox.emit(live.id, "session.info", info(live))
 
 
-def attach(call: Call, live: LiveSession) -> None:
-    """Add the caller to the session's clients and subscribe it to the session's events."""
+def attach(call: Call, live: LiveSession, server_requests: bool | None = None) -> None:
+    """Add the caller to the session's clients and subscribe it to the session's events.
+
+    ``server_requests`` opts the caller into interactive requests as JSON-RPC requests (8.2).
+    """
     baseline = outbox.latest_seq(live.id)
     with live.lock:
         live.clients.add(call.conn.id)
@@ -217,11 +243,16 @@ def attach(call: Call, live: LiveSession) -> None:
             live.orphan_timer = None
         live.touch()
     registry.link(call.conn.id, live)
-    call.subscribe(live.id, baseline)
+    call.subscribe(live.id, baseline, server_requests)
 
 
 def resume(
-    call: Call, target: str, *, omit_messages: bool = False, close_on_disconnect: bool | None = None
+    call: Call,
+    target: str,
+    *,
+    omit_messages: bool = False,
+    close_on_disconnect: bool | None = None,
+    server_requests: bool | None = None,
 ) -> dict[str, Any]:
     user_id = call.conn.user_id
     live = registry.by_key(target)
@@ -230,7 +261,7 @@ def resume(
     if live is not None and live.owner_id == user_id and not live.ended:
         if close_on_disconnect is not None:
             live.close_on_disconnect = close_on_disconnect
-        attach(call, live)
+        attach(call, live, server_requests)
         out = snapshot(live, omit_messages=omit_messages)
         out["resumed"] = live.key
         return out
@@ -252,6 +283,7 @@ def resume(
         key=stored.id,
         parent_key=stored.parent_id,
         stored=True,
+        server_requests=server_requests,
     )
     out = snapshot(live, omit_messages=omit_messages)
     out["resumed"] = live.key
@@ -300,7 +332,7 @@ def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
             live.orphan_timer.cancel()
             live.orphan_timer = None
     registry.remove(live)
-    _stop_turn(live)
+    _stop_work(live)
     try:
         store.end(live, reason)
     except Exception:
@@ -317,12 +349,16 @@ def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
     return True
 
 
-def _stop_turn(live: LiveSession) -> None:
-    """Interrupt a running turn and give it a moment to store what it said."""
+def _stop_work(live: LiveSession) -> None:
+    """Release requests, interrupt a running turn (a moment to store what it said), kill processes."""
     from ..agent import turns
+    from ..agent.pending import pending
+    from ..processes import processes
 
+    pending.release(live, "session_closed")
     if turns.interrupt(live):
         live.idle.wait(gateway_settings.CLOSE_WAIT_S)
+    processes.kill_session(live)
 
 
 def disconnect(conn_id: str) -> tuple[int, int]:
@@ -360,9 +396,10 @@ def orphan_check(live: LiveSession) -> None:
         live.orphan_timer = None
         if live.clients or live.ended:
             return
-        running = live.running
         stale = time.monotonic() - live.last_activity >= gateway_settings.STALE_TURN_S
-    if running and not stale:
+    from ..processes import processes
+
+    if processes.running(live) or (live.has_pending_work() and not stale):
         park(live)
         return
     teardown(live, "ws_orphan_reap")

@@ -1,0 +1,464 @@
+"""The OpenAI-compatible backend: any chat-completions server (OpenAI, vLLM, llama.cpp, Ollama, ...).
+
+One turn is a loop of streamed ``chat.completions`` requests through the
+``openai`` package (its sync client, on the turn's own thread):
+
+- ``delta.content`` -> ``message.delta``; ``reasoning_content`` / ``reasoning``
+  (where the server sends them) -> ``reasoning.delta``;
+- streamed ``tool_calls`` fragments are put together by index
+  (``tool.generating`` as a call begins); the calls run through
+  :func:`ws_gateway.agent.tools.run_tool` (``tool.start`` / ``tool.complete``),
+  their results go back as ``role: tool`` messages and the model is asked
+  again, at most ``max_tool_rounds`` times;
+- guidance sent with ``session.steer`` joins the conversation as user messages
+  between rounds;
+- the usage chunk (``stream_options.include_usage``) -> ``session.usage``.
+
+The interrupt flag is checked between chunks; the stream is then closed. HTTP
+errors, connection failures, timeouts and streams that break off end the turn
+with ``TurnFailed`` (``message.complete {status: "error"}``). The client's own
+retries (``max_retries``) cover connection errors and 408/429/5xx answers
+before a stream starts. The API key is never logged nor shown in an error.
+
+Options (``WS_GATEWAY["AGENT_OPTIONS"]``): ``base_url``, ``api_key`` (may be
+empty for local servers), ``model``, ``timeout_s`` (60), ``max_retries`` (2),
+``max_tool_rounds`` (8), ``temperature``, ``system_prompt``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from . import tools
+from .base import BACKENDS
+from .context import TurnContext, TurnFailed
+
+if TYPE_CHECKING:
+    import openai
+
+    from ..sessions.live import LiveSession
+
+log = logging.getLogger(__name__)
+
+# Local servers (llama.cpp, vLLM, Ollama) take any key; the client insists on one.
+PLACEHOLDER_API_KEY = "no-key"
+DETAIL_CHARS = 500
+OPTIONS = (
+    "base_url",
+    "api_key",
+    "model",
+    "timeout_s",
+    "max_retries",
+    "max_tool_rounds",
+    "temperature",
+    "system_prompt",
+)
+
+_clients: dict[tuple[Any, ...], openai.OpenAI] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(base_url: str | None, api_key: str, timeout_s: float, max_retries: int) -> openai.OpenAI:
+    """One client (and connection pool) per configuration, shared by the sessions using it."""
+    import openai
+
+    key = (base_url, api_key, timeout_s, max_retries)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = openai.OpenAI(
+                base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries
+            )
+        return client
+
+
+def _display_url(url: str | None) -> str:
+    """The base URL for messages, without any user:password part."""
+    if not url:
+        return "the default OpenAI endpoint"
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def _option(options: dict[str, Any], name: str, default: Any) -> Any:
+    """An option's value; missing, None or "" (an unset environment variable) mean the default."""
+    value = options.get(name)
+    return default if value is None or value == "" else value
+
+
+def _cause(exc: BaseException) -> str:
+    """The underlying reason of a wrapped network error (``Connection refused``, ...)."""
+    inner = exc.__cause__ or exc.__context__
+    text = str(inner or "").strip()
+    return text or exc.__class__.__name__
+
+
+class OpenAIBackend:
+    """Builds :class:`OpenAIAgent` objects; options as in the module docstring."""
+
+    name = "openai"
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown option(s) for the openai backend: {', '.join(unknown)}")
+        self.base_url: str | None = options.get("base_url") or None
+        self._api_key: str = options.get("api_key") or PLACEHOLDER_API_KEY
+        self.model: str = options.get("model") or ""
+        self.timeout_s = float(_option(options, "timeout_s", 60.0))
+        self.max_retries = int(_option(options, "max_retries", 2))
+        self.max_tool_rounds = int(_option(options, "max_tool_rounds", 8))
+        temperature = _option(options, "temperature", None)
+        self.temperature = None if temperature is None else float(temperature)
+        if self.timeout_s <= 0 or self.max_retries < 0 or self.max_tool_rounds < 0:
+            raise ValueError("timeout_s must be > 0, max_retries and max_tool_rounds >= 0")
+        self.system_prompt: str = options.get("system_prompt") or ""
+
+    def __repr__(self) -> str:  # never the key
+        return f"OpenAIBackend(base_url={_display_url(self.base_url)!r}, model={self.model!r})"
+
+    def build(self, session: LiveSession) -> OpenAIAgent:
+        model = session.model if session.model and session.model not in BACKENDS else self.model
+        if not model:
+            raise ValueError(
+                "no model configured: set OPENAI_MODEL (AGENT_OPTIONS['model']) or config.set model"
+            )
+        return OpenAIAgent(model=model, backend=self)
+
+    def client(self) -> openai.OpenAI:
+        return _client(self.base_url, self._api_key, self.timeout_s, self.max_retries)
+
+    def redact(self, text: str) -> str:
+        """``text`` without the API key (some servers echo it in their errors)."""
+        key = self._api_key
+        if key and key != PLACEHOLDER_API_KEY and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
+
+@dataclass
+class OpenAIAgent:
+    model: str
+    backend: OpenAIBackend = field(repr=False)
+
+    def tools(self) -> dict[str, list[str]]:
+        return {"openai": sorted(tools.TOOLS)}
+
+    def run_turn(self, ctx: TurnContext) -> None:
+        try:
+            OpenAITurn(self.backend, self.model, ctx).run()
+        except TurnFailed as exc:
+            log.warning("openai turn failed session=%s model=%s: %s", ctx.session.id, self.model, exc)
+            raise
+
+
+# -- one turn -------------------------------------------------------------------
+
+
+def history_messages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Transcript rows as chat messages.
+
+    Tool rows become an assistant ``tool_calls`` message (one per run of
+    consecutive tool rows) followed by their ``role: tool`` results, before
+    the assistant's reply text of that exchange.
+    """
+    out: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if calls:
+            out.append({"role": "assistant", "content": None, "tool_calls": list(calls)})
+            out.extend(results)
+            calls.clear()
+            results.clear()
+
+    for i, row in enumerate(rows):
+        role, text = row.get("role"), row.get("text") or ""
+        if role == "tool":
+            call_id = f"call_h{i}"
+            args = row.get("args")
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {
+                        "name": row.get("name") or "tool",
+                        "arguments": json.dumps(args if isinstance(args, dict) else {}),
+                    },
+                }
+            )
+            results.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            continue
+        flush()
+        if role == "user":
+            out.append({"role": "user", "content": text})
+        elif role == "assistant" and text.strip():
+            out.append({"role": "assistant", "content": text})
+    flush()
+    return out
+
+
+@dataclass
+class ToolCall:
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class Round:
+    """What one streamed response said."""
+
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, ToolCall] = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: Any = None
+    chunks: int = 0
+
+
+class OpenAITurn:
+    def __init__(self, backend: OpenAIBackend, model: str, ctx: TurnContext) -> None:
+        self.backend = backend
+        self.model = model
+        self.ctx = ctx
+        self.url = _display_url(backend.base_url)
+        self.messages: list[dict[str, Any]] = []
+        if backend.system_prompt:
+            self.messages.append({"role": "system", "content": backend.system_prompt})
+        self.messages += history_messages(ctx.history)
+        self.messages.append({"role": "user", "content": ctx.prompt})
+
+    def run(self) -> None:
+        ctx = self.ctx
+        tool_rounds = 0
+        while not ctx.interrupted:
+            rnd = self.stream(tool_rounds)
+            if ctx.interrupted:
+                return
+            calls = [rnd.calls[i] for i in sorted(rnd.calls)]
+            text = "".join(rnd.text)
+            if calls:
+                if tool_rounds >= self.backend.max_tool_rounds:
+                    raise TurnFailed(
+                        f"the model kept calling tools: stopped after {tool_rounds} tool rounds "
+                        f"(max_tool_rounds={self.backend.max_tool_rounds})"
+                    )
+                tool_rounds += 1
+                self.run_calls(text, calls)
+                if ctx.interrupted:
+                    return
+            elif text:
+                self.messages.append({"role": "assistant", "content": text})
+            steers = ctx.take_steers()
+            self.messages += [{"role": "user", "content": s} for s in steers]
+            if not calls and not steers:
+                return
+
+    # -- one request ----------------------------------------------------------
+
+    def request(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": self.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools.TOOLS:
+            kwargs["tools"] = [t.schema() for t in tools.TOOLS.values()]
+        if self.backend.temperature is not None:
+            kwargs["temperature"] = self.backend.temperature
+        return kwargs
+
+    def fail(self, message: str) -> TurnFailed:
+        return TurnFailed(self.backend.redact(message))
+
+    def stream(self, round_no: int) -> Round:
+        import openai
+
+        ctx = self.ctx
+        rnd = Round()
+        log.debug("openai request session=%s model=%s round=%d", ctx.session.id, self.model, round_no)
+        try:
+            stream = self.backend.client().chat.completions.create(**self.request())
+        except openai.APIStatusError as exc:
+            raise self.fail(self.status_message(exc)) from None
+        except openai.APITimeoutError:
+            raise self.fail(
+                f"the model server at {self.url} did not answer within {self.backend.timeout_s:g} s"
+            ) from None
+        except openai.APIConnectionError as exc:
+            raise self.fail(f"could not reach the model server at {self.url}: {_cause(exc)}") from None
+        except openai.OpenAIError as exc:
+            raise self.fail(f"the model request failed: {exc}") from None
+        try:
+            for chunk in stream:
+                if ctx.interrupted:
+                    break
+                ctx.touch()
+                rnd.chunks += 1
+                self.apply(rnd, chunk)
+        except openai.APITimeoutError:
+            raise self.fail(
+                f"the model server stopped sending for {self.backend.timeout_s:g} s in the middle of "
+                f"its answer ({self.url})"
+            ) from None
+        except openai.APIConnectionError as exc:
+            raise self.fail(
+                f"the model server's stream broke off after {rnd.chunks} chunks: {_cause(exc)}"
+            ) from None
+        except openai.APIError as exc:
+            raise self.fail(f"the model server reported an error mid-stream: {exc.message}") from None
+        finally:
+            stream.close()
+            if rnd.usage is not None:
+                self.report_usage(rnd.usage)
+        if rnd.finish_reason is None and not ctx.interrupted:
+            raise self.fail(
+                f"the model server's stream ended after {rnd.chunks} chunks before the answer was "
+                "finished (no finish_reason)"
+            )
+        return rnd
+
+    def status_message(self, exc: openai.APIStatusError) -> str:
+        body = exc.body
+        if isinstance(body, dict):
+            detail = body.get("message") or body.get("error") or json.dumps(body)
+        elif isinstance(body, str) and body.strip():
+            detail = body
+        else:
+            detail = exc.message
+        detail = " ".join(str(detail).split())[:DETAIL_CHARS]
+        message = f"the model server answered HTTP {exc.status_code}: {detail}"
+        if exc.status_code == 401:
+            message += " (check OPENAI_API_KEY)"
+        elif exc.status_code == 404:
+            message += f" (check OPENAI_BASE_URL - usually ending in /v1 - and the model {self.model!r})"
+        return message
+
+    def apply(self, rnd: Round, chunk: Any) -> None:
+        """Feed one ``chat.completion.chunk`` into the round and out to the clients."""
+        ctx = self.ctx
+        if getattr(chunk, "usage", None) is not None:
+            rnd.usage = chunk.usage  # the last one counts (some servers repeat running totals)
+        for choice in chunk.choices or []:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta is not None:
+                extra = delta.model_extra or {}
+                reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+                if isinstance(reasoning, str):
+                    ctx.reasoning(reasoning)
+                text = delta.content or getattr(delta, "refusal", None)
+                if text:
+                    if not rnd.text and ctx.text and not ctx.text.endswith("\n"):
+                        ctx.delta("\n\n")  # a new round's text starts a new paragraph
+                    rnd.text.append(text)
+                    ctx.delta(text)
+                for fragment in delta.tool_calls or []:
+                    self.add_fragment(rnd, fragment)
+            if choice.finish_reason:
+                rnd.finish_reason = choice.finish_reason
+
+    def add_fragment(self, rnd: Round, fragment: Any) -> None:
+        index = fragment.index if isinstance(fragment.index, int) else len(rnd.calls)
+        call = rnd.calls.get(index)
+        if call is None:
+            call = rnd.calls[index] = ToolCall(index)
+        if fragment.id and not call.id:
+            call.id = fragment.id
+        function = fragment.function
+        if function is None:
+            return
+        if function.name and function.name != call.name:
+            first = not call.name
+            call.name += function.name  # a name streamed in pieces; a repeated full name is ignored
+            if first:
+                self.ctx.tool_generating(call.name)
+        arguments = function.arguments
+        if isinstance(arguments, dict):  # some servers send an object, not a JSON string
+            arguments = json.dumps(arguments)
+        if arguments:
+            call.arguments += arguments
+
+    def report_usage(self, usage: Any) -> None:
+        details = getattr(usage, "completion_tokens_details", None)
+        reasoning = getattr(details, "reasoning_tokens", None) or 0
+        self.ctx.usage(
+            int(getattr(usage, "prompt_tokens", 0) or 0),
+            int(getattr(usage, "completion_tokens", 0) or 0),
+            int(reasoning),
+        )
+
+    # -- tools ------------------------------------------------------------------
+
+    def run_calls(self, text: str, calls: list[ToolCall]) -> None:
+        """Run one round's tool calls; their results join the conversation."""
+        parsed: list[tuple[ToolCall, dict[str, Any] | None, str]] = []
+        for n, call in enumerate(calls):
+            call.id = call.id or f"call_{len(self.messages)}_{n}"
+            args, error = parse_arguments(call.arguments)
+            parsed.append((call, args, error))
+        self.messages.append(
+            {
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {
+                            "name": call.name,
+                            # Sent back as valid JSON: some servers parse it to render the template.
+                            "arguments": (call.arguments.strip() or "{}")
+                            if args is not None
+                            else json.dumps({"invalid_arguments": call.arguments}),
+                        },
+                    }
+                    for call, args, _ in parsed
+                ],
+            }
+        )
+        for call, args, error in parsed:
+            if self.ctx.interrupted:
+                return
+            if args is None:
+                result = self.bad_arguments(call, error)
+            else:
+                result = tools.run_tool(self.ctx, call.name, args).result
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
+    def bad_arguments(self, call: ToolCall, error: str) -> str:
+        """A call whose arguments are not a JSON object: a tool error the model can correct."""
+        shown = {"arguments": call.arguments}
+        tool_id = self.ctx.tool_start(call.name, shown)
+        result = (
+            f"error: the arguments of {call.name or 'this call'} are not a valid JSON object ({error}); "
+            "call it again with valid JSON arguments"
+        )
+        self.ctx.tool_complete(tool_id, call.name, shown, result, 0.0, "bad arguments")
+        return result
+
+
+def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str]:
+    """A tool call's arguments: (the object, "") or (None, why not)."""
+    if not raw.strip():
+        return {}, ""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        return None, str(exc)
+    if not isinstance(value, dict):
+        return None, f"expected an object, got {type(value).__name__}"
+    return value, ""
