@@ -36,6 +36,7 @@ class GatewayClient:
         self.ready: dict[str, Any] | None = None
         self.frames: list[Any] = []  # every frame received, in order
         self.events: list[dict[str, Any]] = []  # params of every event, in order
+        self.requests: list[dict[str, Any]] = []  # server-to-client requests, in order
         self._responses: dict[Any, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -84,6 +85,8 @@ class GatewayClient:
     def _route(self, item: dict[str, Any]) -> None:
         if item.get("method") == "event":
             self.events.append(item["params"])
+        elif "method" in item and "id" in item:
+            self.requests.append(item)
         elif "id" in item and ("result" in item or "error" in item):
             future = self._responses.pop(item["id"], None)
             if future is not None and not future.done():
@@ -93,6 +96,18 @@ class GatewayClient:
 
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
+
+    async def reply(self, request_id: str, result: dict[str, Any]) -> None:
+        """Answer a server-to-client request."""
+        await self.ws.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}))
+
+    async def server_request(
+        self, method: str, *, after: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
+        """The first server-to-client request of ``method`` past index ``after`` of ``requests``."""
+        return await self.wait_for(
+            lambda: next((r for r in self.requests[after:] if r["method"] == method), None), timeout
+        )
 
     async def request(
         self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT

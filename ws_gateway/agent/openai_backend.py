@@ -14,7 +14,9 @@ One turn is a loop of streamed ``chat.completions`` requests through the
   between rounds;
 - the usage chunk (``stream_options.include_usage``) -> ``session.usage``.
 
-The interrupt flag is checked between chunks; the stream is then closed. HTTP
+The interrupt flag is checked between chunks; the stream is then closed (and
+a watchdog cuts the connection of an interrupted turn whose server is silent:
+a long prompt being processed, a slow first token). HTTP
 errors, connection failures, timeouts and streams that break off end the turn
 with ``TurnFailed`` (``message.complete {status: "error"}``). The client's own
 retries (``max_retries``) cover connection errors and 408/429/5xx answers
@@ -27,8 +29,11 @@ empty for local servers), ``model``, ``timeout_s`` (60), ``max_retries`` (2),
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 # Local servers (llama.cpp, vLLM, Ollama) take any key; the client insists on one.
 PLACEHOLDER_API_KEY = "no-key"
 DETAIL_CHARS = 500
+WATCH_INTERVAL_S = 0.1
 OPTIONS = (
     "base_url",
     "api_key",
@@ -100,6 +106,59 @@ def _cause(exc: BaseException) -> str:
     inner = exc.__cause__ or exc.__context__
     text = str(inner or "").strip()
     return text or exc.__class__.__name__
+
+
+class _Watchdog:
+    """Cuts the connection of a stream whose turn is interrupted, also while the server is silent.
+
+    The turn thread checks the interrupt flag between chunks; a server that is
+    busy (a long prompt being processed, a slow first token) sends none for a
+    while. One thread for the whole process looks at the watched streams every
+    ``WATCH_INTERVAL_S`` and shuts down the socket of an interrupted one, so
+    the blocked read returns at once. It sleeps while nothing is watched.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[int, tuple[TurnContext, socket.socket]] = {}
+        self._tokens = itertools.count(1)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, ctx: TurnContext, response: Any) -> int | None:
+        try:
+            sock = response.extensions["network_stream"].get_extra_info("socket")
+        except Exception:  # another transport: the between-chunks check still applies
+            sock = None
+        if not isinstance(sock, socket.socket):
+            return None
+        with self._cond:
+            token = next(self._tokens)
+            self._streams[token] = (ctx, sock)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gw-openai-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return token
+
+    def unwatch(self, token: int | None) -> None:
+        if token is not None:
+            with self._cond:
+                self._streams.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._streams:
+                    self._cond.wait()
+                cut = [t for t, (ctx, _) in self._streams.items() if ctx.interrupted]
+                for token in cut:
+                    _, sock = self._streams.pop(token)
+                    with contextlib.suppress(OSError):  # already closed by the turn thread
+                        sock.shutdown(socket.SHUT_RDWR)
+                self._cond.wait(WATCH_INTERVAL_S)
+
+
+watchdog = _Watchdog()
 
 
 class OpenAIBackend:
@@ -301,6 +360,7 @@ class OpenAITurn:
             raise self.fail(f"could not reach the model server at {self.url}: {_cause(exc)}") from None
         except openai.OpenAIError as exc:
             raise self.fail(f"the model request failed: {exc}") from None
+        watch = watchdog.watch(ctx, stream.response)
         try:
             for chunk in stream:
                 if ctx.interrupted:
@@ -308,18 +368,11 @@ class OpenAITurn:
                 ctx.touch()
                 rnd.chunks += 1
                 self.apply(rnd, chunk)
-        except openai.APITimeoutError:
-            raise self.fail(
-                f"the model server stopped sending for {self.backend.timeout_s:g} s in the middle of "
-                f"its answer ({self.url})"
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise self.fail(
-                f"the model server's stream broke off after {rnd.chunks} chunks: {_cause(exc)}"
-            ) from None
         except openai.APIError as exc:
-            raise self.fail(f"the model server reported an error mid-stream: {exc.message}") from None
+            if not ctx.interrupted:  # else: the watchdog cut the connection; the turn just stops
+                raise self.fail(self.stream_error(exc, rnd)) from None
         finally:
+            watchdog.unwatch(watch)
             stream.close()
             if rnd.usage is not None:
                 self.report_usage(rnd.usage)
@@ -329,6 +382,18 @@ class OpenAITurn:
                 "finished (no finish_reason)"
             )
         return rnd
+
+    def stream_error(self, exc: openai.APIError, rnd: Round) -> str:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return (
+                f"the model server stopped sending for {self.backend.timeout_s:g} s in the middle of "
+                f"its answer ({self.url})"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return f"the model server's stream broke off after {rnd.chunks} chunks: {_cause(exc)}"
+        return f"the model server reported an error mid-stream: {exc.message}"
 
     def status_message(self, exc: openai.APIStatusError) -> str:
         body = exc.body
