@@ -43,8 +43,16 @@ def session_group(session_id: str) -> str:
     return f"ws_gateway.s.{session_id}"
 
 
-def encode(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, ensure_ascii=False)
+def encode(frame: Any) -> str:
+    """A frame as sent: UTF-8 JSON without escaping, except where text holds lone surrogates
+    (legal in JSON escapes, impossible in UTF-8), which are sent escaped instead."""
+    text = json.dumps(frame, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(frame)
+    return text
 
 
 def event_frame(params: dict[str, Any]) -> str:

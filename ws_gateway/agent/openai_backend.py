@@ -14,11 +14,11 @@ One turn is a loop of streamed ``chat.completions`` requests through the
   between rounds;
 - the usage chunk (``stream_options.include_usage``) -> ``session.usage``.
 
-The interrupt flag is checked between chunks; the stream is then closed (and
-a watchdog cuts the connection of an interrupted turn whose server is silent:
-a long prompt being processed, a slow first token). HTTP
-errors, connection failures, timeouts and streams that break off end the turn
-with ``TurnFailed`` (``message.complete {status: "error"}``). The client's own
+The interrupt flag is checked between chunks and the stream is then closed;
+a watchdog also cuts the connection of an interrupted turn whose server is
+silent (a long prompt being processed, a slow first token). HTTP errors,
+connection failures, timeouts and streams that break off end the turn with
+``TurnFailed`` (``message.complete {status: "error"}``). The client's own
 retries (``max_retries``) cover connection errors and 408/429/5xx answers
 before a stream starts. The API key is never logged nor shown in an error.
 

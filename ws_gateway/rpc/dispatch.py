@@ -71,7 +71,7 @@ class Dispatcher:
             return
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
             self.conn.stats.parse_errors += 1
             self._push(error_response(None, errors.PARSE_ERROR, "parse error"))
             return
@@ -159,33 +159,33 @@ class Dispatcher:
             self._lane_task = None
 
     async def _run_batch(self, slots: list[Any]) -> None:
-        frames: list[dict[str, Any]] = []
+        texts: list[str] = []
         for slot in slots:
             if isinstance(slot, Job):
-                frame = await self._run(slot, workers.inline())
+                texts.append(await self._run(slot, workers.inline()))
                 await self._join(slot.call)
-                frames.append(frame)
             else:
-                frames.append(slot)
-        self.conn.push(encode(frames))
+                texts.append(encode(slot))
+        self.conn.push("[" + ", ".join(texts) + "]")
         for slot in slots:
             if isinstance(slot, Job):
                 self._start_cursors(slot.call)
 
     async def _run_and_answer(self, job: Job, executor: Any) -> None:
-        frame = await self._run(job, executor)
+        text = await self._run(job, executor)
         await self._join(job.call)
-        self._push(frame)
+        self.conn.push(text)
         self._start_cursors(job.call)
 
-    async def _run(self, job: Job, executor: Any) -> dict[str, Any]:
+    async def _run(self, job: Job, executor: Any) -> str:
+        """The encoded response of one job (encoded on the worker thread)."""
         call = job.call
         try:
             return await self.loop.run_in_executor(executor, _invoke, job.spec, call)
         except Exception:
             self.conn.stats.dispatch_crashes += 1
             log.exception("dispatch crashed method=%s peer=%s", call.method, self.conn.peer)
-            return error_response(call.request_id, errors.INTERNAL_ERROR, "internal error")
+            return _internal_error(call)
 
     async def _join(self, call: Call) -> None:
         for sub in call.subscriptions:
@@ -212,15 +212,28 @@ class Dispatcher:
             task.cancel()
 
 
-def _invoke(spec: MethodSpec, call: Call) -> dict[str, Any]:
-    """Runs on a worker thread: the handler, with DB hygiene, mapped to a response frame."""
+def _invoke(spec: MethodSpec, call: Call) -> str:
+    """Runs on a worker thread: the handler, with DB hygiene, mapped to an encoded response."""
     try:
         result = workers.with_db(spec.handler, call)
     except RpcError as exc:
-        return {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
+        frame = {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
     except Exception as exc:
         log.exception("handler error method=%s", call.method)
-        return error_response(call.request_id, errors.HANDLER_ERROR, f"handler error: {exc}")
-    if result is None:
-        result = {}
-    return response(call.request_id, result)
+        frame = error_response(call.request_id, errors.HANDLER_ERROR, f"handler error: {exc}")
+    else:
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            log.error("handler of %s returned %s, not an object", call.method, type(result).__name__)
+            return _internal_error(call)
+        frame = response(call.request_id, result)
+    try:
+        return encode(frame)
+    except (TypeError, ValueError):
+        log.exception("response of %s is not JSON", call.method)
+        return _internal_error(call)
+
+
+def _internal_error(call: Call) -> str:
+    return encode(error_response(call.request_id, errors.INTERNAL_ERROR, "internal error"))
