@@ -13,7 +13,8 @@ Environment variables:
     GATEWAY_ORPHAN_GRACE_S   seconds before a clientless session is reclaimed
     GATEWAY_ALLOW_ANONYMOUS  "0" to require an authenticated user
     GATEWAY_WORKER_ID   name of this process in gateway.ready
-    GATEWAY_SETTINGS    JSON object merged over WS_GATEWAY (any key of ws_gateway.conf.DEFAULTS)
+    GATEWAY_SETTINGS    JSON object merged over WS_GATEWAY (any key of ws_gateway.conf.DEFAULTS;
+                        AGENT_OPTIONS are merged key by key)
     LOG_LEVEL           root log level (default INFO)
 """
 
@@ -142,8 +143,11 @@ WS_GATEWAY = {
     "ORPHAN_GRACE_S": float(_env("GATEWAY_ORPHAN_GRACE_S", "20")),
     "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
-    **json.loads(_env("GATEWAY_SETTINGS", "{}")),
 }
+_overrides = json.loads(_env("GATEWAY_SETTINGS", "{}"))
+# AGENT_OPTIONS merge key by key, so GATEWAY_SETTINGS can add e.g. timeout_s to the OPENAI_* ones.
+WS_GATEWAY["AGENT_OPTIONS"] = {**WS_GATEWAY["AGENT_OPTIONS"], **_overrides.pop("AGENT_OPTIONS", {})}
+WS_GATEWAY.update(_overrides)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
