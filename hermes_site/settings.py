@@ -143,6 +143,7 @@ WS_GATEWAY = {
     "ORPHAN_GRACE_S": float(_env("GATEWAY_ORPHAN_GRACE_S", "20")),
     "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
+    "REDIS_URL": _redis_url or None,
 }
 _overrides = json.loads(_env("GATEWAY_SETTINGS", "{}"))
 # AGENT_OPTIONS merge key by key, so GATEWAY_SETTINGS can add e.g. timeout_s to the OPENAI_* ones.

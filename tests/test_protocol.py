@@ -29,20 +29,16 @@ from tests.protocol_cases import (
     ping,
     req,
 )
+from ws_gateway.conf import DEFAULTS
 from ws_gateway.testing import DEFAULT_TIMEOUT, GatewayClient
 
 PONG = {"ok": True}
 
 
 def replies(client: GatewayClient) -> list[dict[str, Any]]:
-    """Every response received, in arrival order (batch arrays flattened, events left out)."""
-    out: list[dict[str, Any]] = []
-    for frame in client.frames[1:]:
-        if isinstance(frame, list):
-            out.extend(frame)
-        elif frame.get("method") != "event":
-            out.append(frame)
-    return out
+    """Every response received, in arrival order (arrays flattened; events, server requests left out)."""
+    items = itertools.chain.from_iterable(f if isinstance(f, list) else [f] for f in client.frames[1:])
+    return [item for item in items if "method" not in item]
 
 
 def reply_ids(client: GatewayClient) -> list[Any]:
@@ -84,10 +80,10 @@ async def assert_silent(client: GatewayClient, *frames: str | bytes) -> None:
 
 
 async def recv_reply(ws: Any) -> str:
-    """The next frame on a raw socket that is not an event."""
+    """The next response on a raw socket (events and server requests skipped)."""
     while True:
         text = await asyncio.wait_for(ws.recv(), DEFAULT_TIMEOUT)
-        if json.loads(text).get("method") != "event":
+        if "method" not in json.loads(text):
             return text
 
 
@@ -161,8 +157,8 @@ async def test_every_invalid_frame_gets_its_error_with_its_id(gateway):
         check_result(pong, "end", PONG)
 
 
-async def test_unencodable_text_in_an_error_still_gets_a_response(gateway):
-    """A lone surrogate (legal as a JSON escape) in the method name is echoed by -32601."""
+async def test_lone_surrogate_in_a_method_name_still_gets_its_error(gateway):
+    """`\\ud800` is a legal JSON escape but has no UTF-8 form; -32601 echoes the name back."""
     async with GatewayClient.connect(gateway.url) as client:
         answers = await exchange(client, '{"id": "s", "method": "\\ud800"}', ping("after"), until="after")
         assert [a["id"] for a in answers] == ["s", "after"], answers
@@ -219,7 +215,7 @@ async def test_batch_answers_inline_in_one_array_and_pool_singly(gateway):
         await send(client, "[" + ",".join(elements) + "]")
         await wait_ids(client, "echo", "pool")
         await assert_silent(client)
-        frames = [f for f in client.frames[1:] if isinstance(f, list) or f.get("method") != "event"]
+        frames = [f for f in client.frames[1:] if isinstance(f, list) or "method" not in f]
     [array] = [f for f in frames if isinstance(f, list)]
     answers = {a["id"]: a for a in array}
     assert len(array) == 5 and answers.keys() == {"echo", "ping", "nope", "params", None}
@@ -275,6 +271,21 @@ async def test_slow_pool_call_delays_neither_ping_nor_inline_calls(gateway):
         order = await wait_ids(client, "slow", "ping", "echo")
     assert order.index("ping") < order.index("slow")
     assert order.index("echo") < order.index("slow")
+
+
+async def test_full_pool_does_not_hold_up_interrupt_or_approval_respond(gateway):
+    sleeps = [f"sleep-{i}" for i in range(DEFAULTS["POOL_WORKERS"] + 1)]  # one more than the pool holds
+    async with GatewayClient.connect(gateway.url) as client:
+        sid = (await client.call("session.create", {"close_on_disconnect": True}))["session_id"]
+        await send(client, *(req(i, "test.sleep", {"ms": 2000}) for i in sleeps))
+        await send(client, req("interrupt", "session.interrupt", {"session_id": sid}))
+        await send(client, req("approval", "approval.respond", {"session_id": sid}))
+        await wait_ids(client, "interrupt", "approval")
+        assert not set(sleeps) & set(reply_ids(client)), "a pool call was answered first"
+        answers = {r["id"]: r for r in replies(client)}
+        check_result(answers["interrupt"], "interrupt", {"status": "not_interrupted"})
+        check_result(answers["approval"], "approval", {"resolved": 0})
+        await wait_ids(client, *sleeps)
 
 
 async def test_inline_calls_run_one_at_a_time_in_arrival_order_and_ping_overtakes_them(gateway):

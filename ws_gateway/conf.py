@@ -75,6 +75,16 @@ DEFAULTS: dict[str, Any] = {
     "COMMAND_OUTPUT_CHARS": 16000,
     # Background processes: output tail kept per process (chars).
     "PROCESS_TAIL_CHARS": 4000,
+    # Redis for the cluster (ownership, forwarding, durable replay); None = one process.
+    "REDIS_URL": None,
+    # Seconds an owner's lease on a session lasts without renewal (renewed every third).
+    "LEASE_S": 6.0,
+    # Seconds a forwarded call may take before the caller gets an error.
+    "FORWARD_TIMEOUT_S": 30.0,
+    # Graceful drain on SIGTERM: seconds running turns get to finish before they are interrupted.
+    "DRAIN_S": 20.0,
+    # Bytes a socket may have unsent (server buffers) before it is closed as a slow consumer (4008).
+    "OUTBOUND_MAX_BYTES": 8 * 1024 * 1024,
 }
 
 

@@ -72,7 +72,7 @@ class Stream:
         self._delta_parts: list[str] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
-        self._publishing: deque[dict[str, Any]] = deque()
+        self._publishing: deque[tuple[dict[str, Any], LoggedEvent]] = deque()
         self._publisher: asyncio.Task | None = None
 
     @property
@@ -138,23 +138,26 @@ class Stream:
                 }
             )
             message["srq"] = srq_text
-        self.log.append(LoggedEvent(self.seq, params, text, srq_text))
-        self._publishing.append(message)
+        event = LoggedEvent(self.seq, params, text, srq_text)
+        self.log.append(event)
+        self._publishing.append((message, event))
         if self._publisher is None:
             self._publisher = self.outbox.loop.create_task(self._publish())
 
     async def _publish(self) -> None:
+        from .cluster import cluster
+
         layer = self.outbox.layer
         try:
             while self._publishing:
-                message = self._publishing.popleft()
+                message, event = self._publishing.popleft()
                 try:
+                    if cluster.active:
+                        await cluster.append(self.session_id, event)
                     await layer.group_send(self.group, message)
                 except Exception:
                     # Replay from the event log is the completeness guarantee.
-                    log.warning(
-                        "publish failed session=%s seq=%s", self.session_id, message["seq"], exc_info=True
-                    )
+                    log.warning("publish failed session=%s seq=%s", self.session_id, event.seq, exc_info=True)
         finally:
             self._publisher = None
 
@@ -198,6 +201,10 @@ class Outbox:
     def close(self, session_id: str) -> None:
         """Forget a session once its final events are out; its log goes with it."""
         self._enqueue(("close", session_id, None))
+
+    def continue_from(self, session_id: str, seq: int) -> None:
+        """Number a session's next event ``seq + 1`` (a session adopted from another process)."""
+        self._enqueue(("continue", session_id, seq))
 
     def emit(
         self,
@@ -244,6 +251,10 @@ class Outbox:
                         self.open(session_id).push(*data)
                 elif kind == "broadcast":
                     self._broadcast_now(*data)
+                elif kind == "continue":
+                    stream = self.open(session_id)
+                    stream.seq = max(stream.seq, data)
+                    stream.log.latest_seq = stream.seq
                 else:
                     self._close_now(session_id)
             except Exception:

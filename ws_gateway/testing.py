@@ -88,7 +88,8 @@ class GatewayClient:
         elif "method" in item and "id" in item:
             self.requests.append(item)
         elif "id" in item and ("result" in item or "error" in item):
-            future = self._responses.pop(item["id"], None)
+            key = item["id"]
+            future = self._responses.pop(key, None) if isinstance(key, (str, int, float)) else None
             if future is not None and not future.done():
                 future.set_result(item)
 

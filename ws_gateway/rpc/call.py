@@ -82,6 +82,8 @@ class Call:
     method: str
     params: Params
     request_id: Any = None
+    # Set on the owner when the call came from another process (never forwarded again).
+    forwarded: bool = False
     subscriptions: list[Subscription] = field(default_factory=list)
 
     def subscribe(self, session_id: str, baseline: int, server_requests: bool | None = None) -> None:

@@ -214,8 +214,12 @@ class Dispatcher:
 
 def _invoke(spec: MethodSpec, call: Call) -> str:
     """Runs on a worker thread: the handler, with DB hygiene, mapped to an encoded response."""
+    from ..forwarding import route
+
     try:
-        result = workers.with_db(spec.handler, call)
+        result = route(spec, call)
+        if result is None:
+            result = workers.with_db(spec.handler, call)
     except RpcError as exc:
         frame = {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
     except Exception as exc:

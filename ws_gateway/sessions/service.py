@@ -199,7 +199,8 @@ def spawn(
 def create(call: Call, *, server_requests: bool | None = None, **options: Any) -> LiveSession:
     """A new live session attached to the caller (options as :func:`spawn`)."""
     live = spawn(owner_id=call.conn.user_id, **options)
-    attach(call, live, server_requests)
+    # Baseline 0: its build may already have emitted, and the caller must get all of it.
+    attach(call, live, server_requests, baseline=0)
     return live
 
 
@@ -230,12 +231,15 @@ def build_agent(live: LiveSession) -> None:
     outbox.emit(live.id, "session.info", info(live))
 
 
-def attach(call: Call, live: LiveSession, server_requests: bool | None = None) -> None:
+def attach(
+    call: Call, live: LiveSession, server_requests: bool | None = None, baseline: int | None = None
+) -> None:
     """Add the caller to the session's clients and subscribe it to the session's events.
 
     ``server_requests`` opts the caller into interactive requests as JSON-RPC requests (8.2).
     """
-    baseline = outbox.latest_seq(live.id)
+    if baseline is None:
+        baseline = outbox.latest_seq(live.id)
     with live.lock:
         live.clients.add(call.conn.id)
         if live.orphan_timer is not None:

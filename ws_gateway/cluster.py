@@ -1,0 +1,290 @@
+"""Several processes on one Redis: who owns a live session, forwarding to the owner, durable replay.
+
+A live session is owned by one process: its agent, turn thread, pending
+requests and processes live there. The owner holds a lease in Redis
+(``wsg:o:<sid>`` = its worker channel) and renews it; ``wsg:m:<sid>`` keeps
+what another process needs to adopt the session when the lease lapses
+(stored key, user, whether a turn was running), ``wsg:k:<key>`` maps a stored
+key to the runtime id. A session-scoped call that reaches another process is
+forwarded to the owner's worker channel over the channel layer and answered
+back; the caller's socket joins the session's group, so events reach it
+wherever it is connected. Every event also goes to a Redis Stream
+(``wsg:log:<sid>``, entry id ``<seq>-0``), so replay works from any process
+and across restarts; ``wsg:epoch`` names the life of those logs.
+
+Everything here runs on the event loop; worker threads reach it with
+:meth:`Cluster.run` (a hop onto the existing loop, never a new loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ids
+from .conf import gateway_settings
+from .sessions.eventlog import LoggedEvent
+
+log = logging.getLogger(__name__)
+
+FORWARD = "gw.forward"
+REPLY = "gw.reply"
+DETACH = "gw.detach"
+CLIENT_REPLY = "gw.client_reply"
+STREAM_TTL_S = 24 * 3600
+
+
+@dataclass
+class RemoteConnection:
+    """The caller of a forwarded call, as handlers on the owner see it."""
+
+    id: str
+    user_id: int | None
+    peer: str = "remote"
+
+
+@dataclass
+class Owner:
+    channel: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+class ClusterUnavailable(Exception):
+    """Redis could not be reached for a cluster operation."""
+
+
+class Cluster:
+    """This process's membership in the cluster (inactive without ``REDIS_URL``)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.layer: Any = None
+        self.redis: Any = None
+        self.channel: str | None = None
+        self._started: asyncio.Future | None = None
+        self._replies: dict[str, asyncio.Future] = {}
+        self._corr = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(gateway_settings.REDIS_URL)
+
+    @property
+    def active(self) -> bool:
+        return self.channel is not None
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
+        """Join the cluster once per process (idempotent; concurrent callers wait for the first)."""
+        if not self.enabled:
+            return
+        if self._started is not None and self.loop is loop:
+            await asyncio.shield(self._started)
+            return
+        self.loop, self.layer = loop, layer
+        self._started = loop.create_future()
+        try:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.Redis.from_url(gateway_settings.REDIS_URL, decode_responses=True)
+            self.channel = await layer.new_channel("ws_gateway.worker.")
+            self._spawn(self._receive())
+            self._spawn(self._renew_leases())
+            self._started.set_result(None)
+        except Exception as exc:
+            self._started.set_exception(exc)
+            raise
+        log.info("joined the cluster as %s", self.channel)
+
+    async def epoch(self) -> str:
+        """The replay epoch shared by every process while Redis keeps the logs."""
+        candidate = ids.epoch()
+        await self.redis.set("wsg:epoch", candidate, nx=True)
+        return await self.redis.get("wsg:epoch") or candidate
+
+    def _spawn(self, coro: Coroutine) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def run(self, coro: Coroutine, timeout: float | None = None) -> Any:
+        """From a worker thread: run ``coro`` on the loop and wait for its result."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout if timeout is not None else gateway_settings.FORWARD_TIMEOUT_S)
+
+    # -- ownership -------------------------------------------------------
+
+    async def claim(self, session_id: str, key: str, owner_id: int | None, *, take: bool = False) -> bool:
+        """Record this process as the owner (``take``: only if nobody holds the lease)."""
+        lease_ms = int(gateway_settings.LEASE_S * 1000)
+        owner_key = f"wsg:o:{session_id}"
+        if take:
+            if not await self.redis.set(owner_key, self.channel, nx=True, px=lease_ms):
+                return False
+        else:
+            await self.redis.set(owner_key, self.channel, px=lease_ms)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(
+            f"wsg:m:{session_id}", mapping={"key": key, "owner_id": "" if owner_id is None else owner_id}
+        )
+        pipe.expire(f"wsg:m:{session_id}", STREAM_TTL_S)
+        pipe.set(f"wsg:k:{key}", session_id, ex=STREAM_TTL_S)
+        await pipe.execute()
+        return True
+
+    async def release(self, session_id: str, key: str, *, ended: bool) -> None:
+        """Give up ownership; ``ended`` also forgets the session (a later resume starts afresh)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(f"wsg:o:{session_id}")
+        if ended:
+            pipe.delete(f"wsg:m:{session_id}")
+            pipe.delete(f"wsg:k:{key}")
+        await pipe.execute()
+
+    async def set_running(self, session_id: str, running: bool) -> None:
+        await self.redis.hset(f"wsg:m:{session_id}", "running", "1" if running else "")
+
+    async def locate(self, session_id: str) -> Owner | None:
+        """The owner of a session the cluster knows, or None if it has none (dead or unknown)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(f"wsg:o:{session_id}")
+        pipe.hgetall(f"wsg:m:{session_id}")
+        channel, meta = await pipe.execute()
+        if not meta:
+            return None
+        return Owner(channel or "", meta)
+
+    async def session_for_key(self, key: str) -> str | None:
+        return await self.redis.get(f"wsg:k:{key}")
+
+    async def _renew_leases(self) -> None:
+        from .sessions.registry import registry
+
+        script = self.redis.register_script(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+        )
+        while True:
+            await asyncio.sleep(gateway_settings.LEASE_S / 3)
+            lease_ms = int(gateway_settings.LEASE_S * 1000)
+            for live in registry.all():
+                try:
+                    if not await script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms]):
+                        await self.claim(live.id, live.key, live.owner_id)
+                except Exception:
+                    log.warning("lease renewal failed session=%s", live.id, exc_info=True)
+                    break
+
+    # -- forwarding ------------------------------------------------------
+
+    async def forward(self, owner: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Send a call to the owner's worker channel and wait for its reply."""
+        corr = f"{self.channel}:{next(self._corr)}"
+        future = self.loop.create_future()
+        self._replies[corr] = future
+        try:
+            await self.layer.send(owner, {**message, "type": FORWARD, "corr": corr, "reply_to": self.channel})
+            return await asyncio.wait_for(future, gateway_settings.FORWARD_TIMEOUT_S)
+        finally:
+            self._replies.pop(corr, None)
+
+    async def tell(self, owner: str, message: dict[str, Any]) -> None:
+        """Fire-and-forget message to another worker."""
+        try:
+            await self.layer.send(owner, message)
+        except Exception:
+            log.warning("could not reach worker %s", owner, exc_info=True)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("worker channel receive failed", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            kind = message.get("type")
+            if kind == REPLY:
+                future = self._replies.get(message["corr"])
+                if future is not None and not future.done():
+                    future.set_result(message)
+            elif kind == FORWARD:
+                self._spawn(self._serve(message))
+            elif kind in (DETACH, CLIENT_REPLY):
+                self._spawn(self._serve_notice(message))
+
+    async def _serve(self, message: dict[str, Any]) -> None:
+        from .rpc.dispatch import run_forwarded
+
+        try:
+            reply = await run_forwarded(message)
+        except Exception:
+            log.exception("forwarded call failed method=%s", message.get("method"))
+            reply = {"text": None}
+        await self.tell(message["reply_to"], {"type": REPLY, "corr": message["corr"], **reply})
+
+    async def _serve_notice(self, message: dict[str, Any]) -> None:
+        from . import workers
+        from .methods.interact import on_client_reply
+        from .sessions import service
+
+        if message["type"] == DETACH:
+            await self.loop.run_in_executor(
+                workers.background(), service.detach, message["session_id"], message["conn_id"]
+            )
+        else:
+            on_client_reply(RemoteConnection(message["conn_id"], message.get("user_id")), message["reply"])
+
+    # -- durable event log -----------------------------------------------
+
+    async def append(self, session_id: str, event: LoggedEvent) -> None:
+        fields = {"p": json.dumps(event.params, ensure_ascii=False), "t": event.text}
+        if event.srq_text is not None:
+            fields["s"] = event.srq_text
+        key = f"wsg:log:{session_id}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(
+            key, fields, id=f"{event.seq}-0", maxlen=gateway_settings.EVENT_LOG_MAX_EVENTS, approximate=True
+        )
+        pipe.expire(key, STREAM_TTL_S)
+        await pipe.execute()
+
+    async def read_log(self, session_id: str, after: int, before: int | None = None) -> list[LoggedEvent]:
+        """Events with ``after < seq`` (``< before`` when given), oldest first."""
+        end = f"{before - 1}-0" if before is not None else "+"
+        if before is not None and before - 1 <= after:
+            return []
+        entries = await self.redis.xrange(f"wsg:log:{session_id}", min=f"({after}-0", max=end)
+        return [_logged(entry_id, fields) for entry_id, fields in entries]
+
+    async def log_bounds(self, session_id: str) -> tuple[int, int]:
+        """(oldest kept seq, latest seq) of a session's durable log; (0, 0) when empty."""
+        key = f"wsg:log:{session_id}"
+        first = await self.redis.xrange(key, count=1)
+        last = await self.redis.xrevrange(key, count=1)
+        if not first:
+            return 0, 0
+        return int(first[0][0].split("-")[0]), int(last[0][0].split("-")[0])
+
+    async def shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _logged(entry_id: str, fields: dict[str, str]) -> LoggedEvent:
+    return LoggedEvent(int(entry_id.split("-")[0]), json.loads(fields["p"]), fields["t"], fields.get("s"))
+
+
+cluster = Cluster()

@@ -1,0 +1,112 @@
+"""Calls for sessions owned by another process: forward them, or adopt a session whose owner died.
+
+Used from worker threads (handlers), which reach the loop through
+:meth:`~ws_gateway.cluster.Cluster.run`; :func:`run_forwarded` serves the
+other side on the owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from . import workers
+from .cluster import DETACH, Owner, RemoteConnection, cluster
+from .ids import STORED_ID_RE
+from .rpc.call import Call, Params
+from .rpc.errors import RpcError
+from .rpc.registry import MethodSpec, registry
+from .sessions.registry import registry as sessions
+
+log = logging.getLogger(__name__)
+
+# Methods whose session_id is a stored key (or title), not a runtime id.
+BY_KEY = frozenset({"session.resume", "session.delete"})
+NEVER_FORWARDED = frozenset({"session.create", "session.list", "session.active_list"})
+
+
+def route(spec: MethodSpec, call: Call) -> dict[str, Any] | None:
+    """The forwarded result of ``call``, or None when it runs here."""
+    if not cluster.active or call.forwarded or spec.name in NEVER_FORWARDED:
+        return None
+    target = call.params.raw("session_id")
+    if not isinstance(target, str) or not target:
+        return None
+    if spec.name in BY_KEY:
+        if not STORED_ID_RE.match(target) or sessions.by_key(target) is not None:
+            return None
+        session_id = cluster.run(cluster.session_for_key(target))
+        if session_id is None:
+            return None
+    else:
+        session_id = target
+    if sessions.get(session_id) is not None:
+        return None
+    owner = cluster.run(cluster.locate(session_id))
+    if owner is None or owner.channel == cluster.channel:
+        return None
+    if not owner.channel:
+        from .sessions import service
+
+        if service.adopt(session_id, owner.meta) is not None:
+            return None
+        owner = cluster.run(cluster.locate(session_id))  # somebody else adopted it first
+        if owner is None or not owner.channel:
+            return None
+    return remote(call, owner)
+
+
+def remote(call: Call, owner: Owner) -> dict[str, Any]:
+    """Run ``call`` on the owner; its subscriptions become this call's."""
+    message = {
+        "method": call.method,
+        "params": call.params.data,
+        "conn_id": call.conn.id,
+        "user_id": call.conn.user_id,
+    }
+    try:
+        reply = cluster.run(cluster.forward(owner.channel, message))
+    except TimeoutError:
+        raise RpcError(5000, "the session's worker did not answer in time") from None
+    for session_id, baseline, server_requests in reply.get("subscriptions", []):
+        call.subscribe(session_id, baseline, server_requests)
+    if "error" in reply:
+        error = reply["error"]
+        raise RpcError(error["code"], error["message"], error.get("data"))
+    return reply.get("result") or {}
+
+
+async def run_forwarded(message: dict[str, Any]) -> dict[str, Any]:
+    """On the owner: run a forwarded call for a remote caller."""
+    spec = registry.get(message["method"])
+    if spec is None:
+        return {"error": {"code": -32601, "message": f"unknown method: {message['method']}"}}
+    conn = RemoteConnection(message["conn_id"], message.get("user_id"))
+    call = Call(conn, spec.name, Params(message.get("params") or {}), None, forwarded=True)
+
+    def invoke() -> dict[str, Any]:
+        try:
+            result = workers.with_db(spec.handler, call)
+        except RpcError as exc:
+            return {"error": exc.to_error()}
+        return {"result": result if result is not None else {}}
+
+    loop = asyncio.get_running_loop()
+    reply = await loop.run_in_executor(workers.pool(), invoke)
+    reply["subscriptions"] = [[s.session_id, s.baseline, s.server_requests] for s in call.subscriptions]
+    return reply
+
+
+async def detach_remote(conn_id: str, session_ids: list[str]) -> None:
+    """Tell the owners of sessions this (closing) connection attached elsewhere."""
+    for session_id in session_ids:
+        if sessions.get(session_id) is not None:
+            continue
+        try:
+            owner = await cluster.locate(session_id)
+        except Exception:
+            log.warning("could not locate session=%s to detach", session_id, exc_info=True)
+            continue
+        if owner is not None and owner.channel and owner.channel != cluster.channel:
+            await cluster.tell(owner.channel, {"type": DETACH, "session_id": session_id, "conn_id": conn_id})
