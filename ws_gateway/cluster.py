@@ -28,7 +28,7 @@ from typing import Any
 
 from . import ids
 from .conf import gateway_settings
-from .sessions.eventlog import LoggedEvent
+from .sessions.eventlog import LoggedEvent, Replay
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,6 @@ class Cluster:
             pipe.delete(f"wsg:k:{key}")
         await pipe.execute()
 
-    async def set_running(self, session_id: str, running: bool) -> None:
-        await self.redis.hset(f"wsg:m:{session_id}", "running", "1" if running else "")
-
     async def locate(self, session_id: str) -> Owner | None:
         """The owner of a session the cluster knows, or None if it has none (dead or unknown)."""
         pipe = self.redis.pipeline(transaction=False)
@@ -266,6 +263,13 @@ class Cluster:
             return []
         entries = await self.redis.xrange(f"wsg:log:{session_id}", min=f"({after}-0", max=end)
         return [_logged(entry_id, fields) for entry_id, fields in entries]
+
+    async def replay(self, session_id: str, last_seen: int) -> Replay:
+        """``session.events.since`` from the durable log (same rules as the in-memory ring)."""
+        oldest, latest = await self.log_bounds(session_id)
+        truncated = last_seen > latest or (oldest > 0 and last_seen < oldest - 1)
+        events = await self.read_log(session_id, last_seen) if last_seen < latest else []
+        return Replay(events, latest, truncated)
 
     async def log_bounds(self, session_id: str) -> tuple[int, int]:
         """(oldest kept seq, latest seq) of a session's durable log; (0, 0) when empty."""

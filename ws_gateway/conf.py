@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "FORWARD_TIMEOUT_S": 30.0,
     # Graceful drain on SIGTERM: seconds running turns get to finish before they are interrupted.
     "DRAIN_S": 20.0,
+    "DRAIN_ON_SIGTERM": True,
     # Bytes a socket may have unsent (server buffers) before it is closed as a slow consumer (4008).
     "OUTBOUND_MAX_BYTES": 8 * 1024 * 1024,
 }

@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .cluster import cluster
 from .conf import gateway_settings
-from .outbox import outbox, session_group
+from .outbox import event_frame, outbox, session_group
+from .sessions.eventlog import LoggedEvent
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class Connection:
         self._send_text = send_text
         self._close = close
         self._out: deque[str] = deque()
+        # Sessions whose missed events are being read from the durable log: deliveries wait here.
+        self._filling: dict[str, list[tuple[int, str, str | None]]] = {}
         self._wake = asyncio.Event()
         self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -113,24 +117,71 @@ class Connection:
         log_ = outbox.logs.get(session_id)
         if log_ is not None:
             self._fill(session_id, log_.latest_seq + 1)
+        elif cluster.active:
+            self._filling[session_id] = []
+            asyncio.get_running_loop().create_task(self._fill_remote(session_id))
 
     def deliver(self, session_id: str, seq: int, text: str, srq_text: str | None = None) -> None:
         cursor = self.cursors.get(session_id)
         if cursor is None or seq <= cursor:
             return
-        if seq > cursor + 1:
-            self._fill(session_id, seq)
+        waiting = self._filling.get(session_id)
+        if waiting is not None:
+            waiting.append((seq, text, srq_text))
+            return
+        if seq > cursor + 1 and not self._fill(session_id, seq):
+            self._filling[session_id] = [(seq, text, srq_text)]
+            asyncio.get_running_loop().create_task(self._fill_remote(session_id))
+            return
         self.push(srq_text if srq_text is not None and session_id in self.server_requests else text)
         self.cursors[session_id] = seq
 
-    def _fill(self, session_id: str, before: int) -> None:
+    def _fill(self, session_id: str, before: int) -> bool:
+        """Write kept events between the cursor and ``before`` from this process's log.
+
+        False when this process has no log of the session (another process owns it)."""
         log_ = outbox.logs.get(session_id)
         if log_ is None:
-            return
-        opted_in = session_id in self.server_requests
+            return not cluster.active
         for event in log_.between(self.cursors[session_id], before):
-            self.push(event.srq_text if opted_in and event.srq_text is not None else event.text)
-            self.cursors[session_id] = event.seq
+            self._write_logged(session_id, event)
+        return True
+
+    def _write_logged(self, session_id: str, event: LoggedEvent) -> None:
+        opted_in = session_id in self.server_requests
+        self.push(event.srq_text if opted_in and event.srq_text is not None else event.text)
+        self.cursors[session_id] = event.seq
+
+    async def _fill_remote(self, session_id: str) -> None:
+        """Catch up from the durable log, then replay what arrived meanwhile."""
+        try:
+            events = await cluster.read_log(session_id, self.cursors.get(session_id, 0))
+        except Exception:
+            log.warning("durable log unreadable session=%s", session_id, exc_info=True)
+            events = []
+        waiting = self._filling.pop(session_id, [])
+        if session_id not in self.cursors or self.closed:
+            return
+        for event in events:
+            if event.seq > self.cursors[session_id]:
+                self._write_logged(session_id, event)
+        for seq, text, srq_text in waiting:
+            self.deliver(session_id, seq, text, srq_text)
+
+    def push_event(self, type_: str, payload: dict[str, Any]) -> None:
+        """A global event for this client only (``gateway.draining``)."""
+        self.push(event_frame({"type": type_, "session_id": "", "payload": payload}))
+
+    async def close(self, code: int) -> None:
+        """Close after writing what is queued (bounded wait)."""
+        if self.closed:
+            return
+        for _ in range(200):
+            if not self._out:
+                break
+            await asyncio.sleep(0.01)
+        self.closed = True
+        await self._close(code)
 
     async def leave(self, session_id: str) -> None:
         self.cursors.pop(session_id, None)

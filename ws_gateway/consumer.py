@@ -17,7 +17,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import __version__, skins, workers
+from . import __version__, lifecycle, skins, workers
 from .conf import gateway_settings
 from .connection import Connection, connections
 from .outbox import BROADCAST_GROUP, event_frame, outbox
@@ -73,12 +73,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
-        outbox.bind(loop)
-        service.start_sweeper()
+        await lifecycle.start(self.channel_layer)
         peer = _peer(self.scope)
         user_id = _user_id(self.scope)
         await self.accept()
+        if lifecycle.draining:
+            self.close_reason = "draining"
+            await self.close(lifecycle.CLOSE_DRAINING)
+            return
         if user_id is None and not gateway_settings.ALLOW_ANONYMOUS:
             self.close_reason = "auth_failed"
             await self.close(CLOSE_AUTH_FAILED)

@@ -143,6 +143,8 @@ class Stream:
         self._publishing.append((message, event))
         if self._publisher is None:
             self._publisher = self.outbox.loop.create_task(self._publish())
+            self.outbox.publishers.add(self._publisher)
+            self._publisher.add_done_callback(self.outbox.publishers.discard)
 
     async def _publish(self) -> None:
         from .cluster import cluster
@@ -176,6 +178,7 @@ class Outbox:
         self._queue: deque[tuple[str, str, Any]] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
+        self.publishers: set[asyncio.Task] = set()
         # Ended sessions: late events from their threads are dropped, not renumbered.
         self._ended: dict[str, None] = {}
 
@@ -281,6 +284,14 @@ class Outbox:
             await self.layer.group_send(group, message)
         except Exception:
             log.warning("broadcast failed group=%s", group, exc_info=True)
+
+    async def flushed(self) -> None:
+        """Wait until every queued event is numbered and published (drain)."""
+        self._drain()
+        for stream in list(self.streams.values()):
+            stream.flush()
+        while self.publishers:
+            await asyncio.gather(*list(self.publishers), return_exceptions=True)
 
     def latest_seq(self, session_id: str) -> int:
         log_ = self.logs.get(session_id)

@@ -7,11 +7,13 @@ from typing import Any
 
 from ..agent import approvals
 from ..agent.pending import answer_from_reply, pending
+from ..cluster import CLIENT_REPLY, cluster
 from ..connection import Connection
 from ..rpc import RpcError, dispatch, method
 from ..rpc.call import Call
 from ..rpc.errors import BAD_VALUE, BUSY, invalid_params
 from ..sessions import service
+from ..sessions.registry import registry as sessions
 
 
 @method("approval.respond")
@@ -75,7 +77,10 @@ def on_client_reply(conn: Connection, reply: dict[str, Any]) -> None:
     if not isinstance(srq_id, str):
         return
     request = pending.by_srq(srq_id)
-    if request is None or request.session.owner_id != conn.user_id:
+    if request is None:
+        _forward_reply(conn, reply)
+        return
+    if request.session.owner_id != conn.user_id:
         return
     answer = answer_from_reply(request.kind, reply)
     if request.kind == "approval":
@@ -87,6 +92,22 @@ def on_client_reply(conn: Connection, reply: dict[str, Any]) -> None:
                 pending.resolve(other.request_id, {"choice": answer["choice"]})
             return
     pending.resolve(request.request_id, answer)
+
+
+def _forward_reply(conn: Connection, reply: dict[str, Any]) -> None:
+    """A reply to a request of a session owned elsewhere: pass it to the owners (on the loop)."""
+    if not cluster.active or not isinstance(conn, Connection):
+        return
+    remote = [sid for sid in conn.server_requests if sessions.get(sid) is None]
+    message = {"type": CLIENT_REPLY, "conn_id": conn.id, "user_id": conn.user_id, "reply": reply}
+
+    async def send() -> None:
+        for session_id in remote:
+            owner = await cluster.locate(session_id)
+            if owner is not None and owner.channel and owner.channel != cluster.channel:
+                await cluster.tell(owner.channel, message)
+
+    cluster.loop.create_task(send())
 
 
 dispatch.client_reply_hook = on_client_reply

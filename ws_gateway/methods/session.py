@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cluster import cluster
 from ..outbox import outbox
 from ..rpc import RpcError, method
 from ..rpc.call import Call
 from ..rpc.errors import BAD_VALUE, SESSION_NOT_FOUND
 from ..sessions import service, store
+from ..sessions.eventlog import Replay
 from ..sessions.registry import registry
 
 
@@ -139,13 +141,13 @@ def session_events_since(call: Call) -> dict[str, Any]:
     p = call.params
     live = service.get_live(p.session_id(), call.conn.user_id)
     last_seen = p.int("last_seen", 0, minimum=0)
-    log = outbox.logs.get(live.id)
-    if log is None:
-        events, latest, truncated = [], 0, last_seen > 0
+    if cluster.active:
+        replay = cluster.run(cluster.replay(live.id, last_seen))
     else:
-        replay = log.since(last_seen)
-        events = [e.params for e in replay.events]
-        latest, truncated = replay.latest_seq, replay.truncated
+        log = outbox.logs.get(live.id)
+        replay = log.since(last_seen) if log is not None else Replay([], 0, last_seen > 0)
+    events = [e.params for e in replay.events]
+    latest, truncated = replay.latest_seq, replay.truncated
     return {
         "events": events,
         "latest_seq": latest,

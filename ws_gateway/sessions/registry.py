@@ -48,6 +48,10 @@ class SessionRegistry:
         with self._lock:
             self._by_conn.setdefault(conn_id, set()).add(live.id)
 
+    def unlink(self, conn_id: str, live: LiveSession) -> None:
+        with self._lock:
+            self._by_conn.get(conn_id, set()).discard(live.id)
+
     def unlink_connection(self, conn_id: str) -> list[LiveSession]:
         """Forget a connection; returns the sessions it was attached to."""
         with self._lock:

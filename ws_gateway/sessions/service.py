@@ -14,6 +14,7 @@ from typing import Any
 from .. import ids, workers
 from ..agent.base import load_backend
 from ..conf import gateway_settings
+from ..models import StoredSession
 from ..outbox import outbox
 from ..rpc.call import Call
 from ..rpc.errors import (
@@ -192,8 +193,112 @@ def spawn(
         config=dict(config or {}),
     )
     registry.add(live)
+    _cluster_call("claim", live.id, live.key, live.owner_id)
     workers.submit(build_agent, live)
     return live
+
+
+def _cluster_call(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Run a cluster operation from this worker thread; a Redis fault is logged, not raised."""
+    from ..cluster import cluster
+
+    if not cluster.active:
+        return None
+    try:
+        return cluster.run(getattr(cluster, name)(*args, **kwargs))
+    except Exception:
+        log.warning("cluster %s failed", name, exc_info=True)
+        return None
+
+
+def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
+    """Resume through the owner when the stored session is live in another process."""
+    from ..cluster import cluster
+    from ..forwarding import remote
+
+    if not cluster.active or call.forwarded:
+        return None
+    session_id = _cluster_call("session_for_key", key)
+    owner = _cluster_call("locate", session_id) if session_id else None
+    if owner is None:
+        return None
+    if owner.channel and owner.channel != cluster.channel:
+        return remote(call, owner)
+    if not owner.channel and adopt(session_id, owner.meta) is not None:
+        live = registry.get(session_id)
+        attach(call, live)
+        out = snapshot(live)
+        out["resumed"] = live.key
+        return out
+    return None
+
+
+def adopt(session_id: str, meta: dict[str, str]) -> LiveSession | None:
+    """Take over a session whose owner died (or drained): transcript from the database,
+    numbering and the end of a lost turn from the durable log. None if it cannot be adopted."""
+    from ..cluster import cluster
+
+    key = meta.get("key", "")
+    owner_id = int(meta["owner_id"]) if meta.get("owner_id") else None
+    stored = StoredSession.objects.filter(id=key).first()
+    if stored is None or not cluster.run(cluster.claim(session_id, key, owner_id, take=True)):
+        return None
+    events = cluster.run(cluster.read_log(session_id, 0))
+    last_seq = events[-1].seq if events else 0
+    outbox.continue_from(session_id, last_seq)
+    live = LiveSession(
+        id=session_id,
+        key=key,
+        owner_id=owner_id,
+        cwd=stored.cwd or os.getcwd(),
+        model=stored.model or default_model(),
+        title=stored.title,
+        source=stored.source,
+        parent_key=stored.parent_id,
+        messages=store.load_messages(stored),
+        stored=True,
+    )
+    registry.add(live)
+    store.reopen(stored)
+    workers.submit(build_agent, live)
+    log.info("adopted session=%s key=%s at seq=%d", session_id, key, last_seq)
+    _close_lost_turn(live, [e.params for e in events])
+    park(live)
+    return live
+
+
+def _close_lost_turn(live: LiveSession, events: list[dict[str, Any]]) -> None:
+    """If the log shows a turn that never completed, end it as interrupted, keeping what was said."""
+    starts = [i for i, e in enumerate(events) if e["type"] == "message.start"]
+    if not starts or any(e["type"] == "message.complete" for e in events[starts[-1] :]):
+        return
+    turn = events[starts[-1] :]
+    text = "".join(e["payload"]["text"] for e in turn if e["type"] == "message.delta")
+    cancelled = {e["payload"].get("request_id") for e in turn if e["type"] == "request.cancel"}
+    for e in turn:
+        kind = e["type"].removesuffix(".request")
+        if e["type"].endswith(".request") and e["payload"]["request_id"] not in cancelled:
+            outbox.emit(
+                live.id,
+                "request.cancel",
+                {
+                    "id": "",
+                    "method": kind,
+                    "reason": "session_closed",
+                    "request_id": e["payload"]["request_id"],
+                },
+            )
+    outbox.emit(
+        live.id,
+        "status.update",
+        {"kind": "failover", "text": "the worker running this turn stopped; the turn was interrupted"},
+    )
+    record(live, [{"role": "assistant", "text": text, "timestamp": time.time()}])
+    outbox.emit(
+        live.id,
+        "message.complete",
+        {"text": text, "usage": usage(live), "status": "interrupted", "error": "worker lost"},
+    )
 
 
 def create(call: Call, *, server_requests: bool | None = None, **options: Any) -> LiveSession:
@@ -272,6 +377,9 @@ def resume(
     stored = store.find(target, user_id)
     if stored is None:
         raise RpcError(SESSION_NOT_FOUND, "session not found")
+    elsewhere = _live_elsewhere(call, stored.id)
+    if elsewhere is not None:
+        return elsewhere
     if stored.message_count > gateway_settings.MAX_RESUME_MESSAGES:
         raise RpcError(TRANSCRIPT_TOO_LARGE, "transcript too large to resume")
     messages = store.load_messages(stored)
@@ -342,6 +450,7 @@ def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
     except Exception:
         log.exception("could not store the end of session=%s", live.id)
     outbox.close(live.id)
+    _cluster_call("release", live.id, live.key, ended=True)
     log.info("session ended session=%s key=%s reason=%s", live.id, live.key, reason)
     if reclaimed:
         outbox.broadcast(
@@ -367,20 +476,28 @@ def _stop_work(live: LiveSession) -> None:
 
 def disconnect(conn_id: str) -> tuple[int, int]:
     """Detach a gone connection from its sessions; returns (reaped, detached)."""
-    reaped = detached = 0
-    for live in registry.unlink_connection(conn_id):
-        with live.lock:
-            live.clients.discard(conn_id)
-            orphaned = not live.clients and not live.ended
-        if not orphaned:
-            continue
-        if live.close_on_disconnect:
-            if teardown(live, "ws_disconnect"):
-                reaped += 1
-            continue
-        detached += 1
-        park(live)
-    return reaped, detached
+    outcomes = [_detach(live, conn_id) for live in registry.unlink_connection(conn_id)]
+    return outcomes.count("reaped"), outcomes.count("detached")
+
+
+def detach(session_id: str, conn_id: str) -> None:
+    """A connection (of another process) left one session."""
+    live = registry.get(session_id)
+    if live is not None:
+        registry.unlink(conn_id, live)
+        _detach(live, conn_id)
+
+
+def _detach(live: LiveSession, conn_id: str) -> str | None:
+    with live.lock:
+        live.clients.discard(conn_id)
+        orphaned = not live.clients and not live.ended
+    if not orphaned:
+        return None
+    if live.close_on_disconnect:
+        return "reaped" if teardown(live, "ws_disconnect") else None
+    park(live)
+    return "detached"
 
 
 def park(live: LiveSession) -> None:
@@ -407,6 +524,35 @@ def orphan_check(live: LiveSession) -> None:
         park(live)
         return
     teardown(live, "ws_orphan_reap")
+
+
+def hand_over_all(window: float) -> list[tuple[str, str]]:
+    """Drain: give running turns ``window`` seconds, then stop every session's work and forget it.
+
+    Returns (runtime id, key) of the sessions handed over: their leases are released by the
+    caller once their last events are out, so another process adopts them on the next call.
+    Without a cluster they are simply ended (``end_reason="drain"``)."""
+    from ..cluster import cluster
+
+    deadline = time.monotonic() + window
+    sessions = registry.all()
+    for live in sessions:
+        live.idle.wait(max(0.0, deadline - time.monotonic()))
+    handed = []
+    for live in sessions:
+        with live.lock:
+            if live.ended:
+                continue
+            live.ended = True
+            if live.orphan_timer is not None:
+                live.orphan_timer.cancel()
+        registry.remove(live)
+        _stop_work(live)
+        if not cluster.active:
+            store.end(live, "drain")
+        outbox.close(live.id)
+        handed.append((live.id, live.key))
+    return handed
 
 
 def start_sweeper() -> None:
