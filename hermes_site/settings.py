@@ -100,6 +100,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_url = _env("REDIS_URL")
 if _redis_url:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    # Ride out a Redis restart or blip: reconnect and retry instead of failing the call.
+    _redis_resilience = {
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 15,
+    }
     if _env("REDIS_LAYER", "pubsub") == "core":
         CHANNEL_LAYERS = {
             "default": {
@@ -107,7 +118,14 @@ if _redis_url:
                 "CONFIG": {
                     # No socket timeout on the blocking pop (idle consumers would
                     # die with 1011) and a pool that survives mass reconnects.
-                    "hosts": [{"address": _redis_url, "socket_timeout": None, "max_connections": 1000}],
+                    "hosts": [
+                        {
+                            "address": _redis_url,
+                            "socket_timeout": None,
+                            "max_connections": 1000,
+                            **_redis_resilience,
+                        }
+                    ],
                     "capacity": 10000,
                     "expiry": 60,
                 },
@@ -117,7 +135,7 @@ if _redis_url:
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [_redis_url]},
+                "CONFIG": {"hosts": [{"address": _redis_url, **_redis_resilience}]},
             }
         }
 else:
@@ -144,6 +162,7 @@ WS_GATEWAY = {
     "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
+    "REDIS_OPTIONS": _redis_resilience if _redis_url else {},
 }
 _overrides = json.loads(_env("GATEWAY_SETTINGS", "{}"))
 # AGENT_OPTIONS merge key by key, so GATEWAY_SETTINGS can add e.g. timeout_s to the OPENAI_* ones.

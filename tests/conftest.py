@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import Gateway, RedisServer, migrate, server_env
+from tests.services import Gateway, RedisServer, WorkerCluster, migrate, server_env
 
 LAYERS = ["memory", "redis"]
 
@@ -93,3 +93,37 @@ def layer(request: pytest.FixtureRequest) -> str:
 def gateway(gateways: GatewayFactory, layer: str) -> Gateway:
     """A shared gateway with default settings, once per channel layer."""
     return gateways.shared(layer)
+
+
+class ClusterFactory:
+    """Clusters of daphne workers (``manage.py gateway_workers``), each on a Redis of its own."""
+
+    def __init__(self, database_url: str, logdir: Path, tmp: pytest.TempPathFactory) -> None:
+        self.database_url = database_url
+        self.logdir = logdir
+        self.tmp = tmp
+        self._started: list[tuple[WorkerCluster, RedisServer]] = []
+
+    def __call__(self, workers: int = 3, **settings: Any) -> tuple[WorkerCluster, RedisServer]:
+        redis = RedisServer(self.tmp.mktemp("cluster-redis"))
+        defaults = {"LEASE_S": 1.5, "FORWARD_TIMEOUT_S": 3.0, "DRAIN_S": 5.0}
+        env = server_env(
+            self.database_url, redis.url, {"GATEWAY_SETTINGS": json.dumps({**defaults, **settings})}
+        )
+        cluster = WorkerCluster(env, self.logdir, workers)
+        self._started.append((cluster, redis))
+        return cluster, redis
+
+    def stop_all(self) -> None:
+        for cluster, redis in self._started:
+            cluster.stop()
+            redis.stop()
+
+
+@pytest.fixture
+def clusters(
+    server_database_url: str, logdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterFactory]:
+    factory = ClusterFactory(server_database_url, logdir, tmp_path_factory)
+    yield factory
+    factory.stop_all()

@@ -179,3 +179,79 @@ def migrate(env: dict[str, str]) -> None:
         env=env,
         check=True,
     )
+
+
+class Worker:
+    def __init__(self, name: str, pid: int, port: int) -> None:
+        self.name, self.pid, self.port = name, pid, port
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/ws"
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+class WorkerCluster:
+    """``manage.py gateway_workers``: the documented multi-process topology, as plain processes."""
+
+    def __init__(self, env: dict[str, str], logdir: Path, workers: int = 3) -> None:
+        base = free_port()
+        while any(not _port_free(base + i) for i in range(workers)):
+            base = free_port()
+        self.log_path = logdir / f"cluster-{base}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "gateway_workers",
+                    "--workers",
+                    str(workers),
+                    "--port",
+                    str(base),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self.workers: list[Worker] = []
+        for _ in range(workers):
+            _, name, _, pid, _, port = self.proc.stdout.readline().split()
+            self.workers.append(Worker(name, int(pid), int(port)))
+        for worker in self.workers:
+            wait_port(worker.port, proc=self.proc)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                for worker in self.workers:
+                    if worker.alive():
+                        worker.signal(signal.SIGKILL)
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

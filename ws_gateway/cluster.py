@@ -93,7 +93,9 @@ class Cluster:
         try:
             import redis.asyncio as aioredis
 
-            self.redis = aioredis.Redis.from_url(gateway_settings.REDIS_URL, decode_responses=True)
+            self.redis = aioredis.Redis.from_url(
+                gateway_settings.REDIS_URL, decode_responses=True, **gateway_settings.REDIS_OPTIONS
+            )
             self.channel = await layer.new_channel("ws_gateway.worker.")
             self._spawn(self._receive())
             self._spawn(self._renew_leases())
@@ -221,7 +223,7 @@ class Cluster:
                 self._spawn(self._serve_notice(message))
 
     async def _serve(self, message: dict[str, Any]) -> None:
-        from .rpc.dispatch import run_forwarded
+        from .forwarding import run_forwarded
 
         try:
             reply = await run_forwarded(message)

@@ -77,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "PROCESS_TAIL_CHARS": 4000,
     # Redis for the cluster (ownership, forwarding, durable replay); None = one process.
     "REDIS_URL": None,
+    # Extra keyword arguments of the cluster's redis.asyncio client (retry, timeouts, ...).
+    "REDIS_OPTIONS": {},
     # Seconds an owner's lease on a session lasts without renewal (renewed every third).
     "LEASE_S": 6.0,
     # Seconds a forwarded call may take before the caller gets an error.

@@ -15,7 +15,7 @@ from . import workers
 from .cluster import DETACH, Owner, RemoteConnection, cluster
 from .ids import STORED_ID_RE
 from .rpc.call import Call, Params
-from .rpc.errors import RpcError
+from .rpc.errors import AGENT_FAILURE, RpcError
 from .rpc.registry import MethodSpec, registry
 from .sessions.registry import registry as sessions
 
@@ -43,18 +43,25 @@ def route(spec: MethodSpec, call: Call) -> dict[str, Any] | None:
         session_id = target
     if sessions.get(session_id) is not None:
         return None
-    owner = cluster.run(cluster.locate(session_id))
-    if owner is None or owner.channel == cluster.channel:
-        return None
-    if not owner.channel:
-        from .sessions import service
+    for _ in range(2):
+        owner = cluster.run(cluster.locate(session_id))
+        if owner is None or owner.channel == cluster.channel:
+            return None
+        if not owner.channel:
+            from .sessions import service
 
-        if service.adopt(session_id, owner.meta) is not None:
-            return None
-        owner = cluster.run(cluster.locate(session_id))  # somebody else adopted it first
-        if owner is None or not owner.channel:
-            return None
-    return remote(call, owner)
+            if service.adopt(session_id, owner.meta) is not None:
+                return None
+            continue  # somebody else adopted it first: forward to them
+        try:
+            return remote(call, owner)
+        except OwnerSilent:
+            log.warning("owner %s of session=%s did not answer", owner.channel, session_id)
+    raise RpcError(AGENT_FAILURE, "the session's worker is not answering; retry shortly")
+
+
+class OwnerSilent(Exception):
+    """The owner's worker did not answer a forwarded call in time (it may have died)."""
 
 
 def remote(call: Call, owner: Owner) -> dict[str, Any]:
@@ -68,7 +75,7 @@ def remote(call: Call, owner: Owner) -> dict[str, Any]:
     try:
         reply = cluster.run(cluster.forward(owner.channel, message))
     except TimeoutError:
-        raise RpcError(5000, "the session's worker did not answer in time") from None
+        raise OwnerSilent(owner.channel) from None
     for session_id, baseline, server_requests in reply.get("subscriptions", []):
         call.subscribe(session_id, baseline, server_requests)
     if "error" in reply:

@@ -141,11 +141,13 @@ def session_events_since(call: Call) -> dict[str, Any]:
     p = call.params
     live = service.get_live(p.session_id(), call.conn.user_id)
     last_seen = p.int("last_seen", 0, minimum=0)
-    if cluster.active:
-        replay = cluster.run(cluster.replay(live.id, last_seen))
-    else:
-        log = outbox.logs.get(live.id)
-        replay = log.since(last_seen) if log is not None else Replay([], 0, last_seen > 0)
+    log = outbox.logs.get(live.id)
+    replay = log.since(last_seen) if log is not None else Replay([], 0, last_seen > 0)
+    if replay.truncated and cluster.active:
+        # The owner's ring starts at adoption or was trimmed: the durable log goes further back.
+        durable = cluster.run(cluster.replay(live.id, last_seen))
+        if not durable.truncated:
+            replay = durable
     events = [e.params for e in replay.events]
     latest, truncated = replay.latest_seq, replay.truncated
     return {

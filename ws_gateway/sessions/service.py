@@ -19,6 +19,7 @@ from ..outbox import outbox
 from ..rpc.call import Call
 from ..rpc.errors import (
     AGENT_BUILD_FAILED,
+    AGENT_FAILURE,
     LIVE_LIMIT,
     SESSION_NOT_FOUND,
     SESSION_NOT_LIVE,
@@ -214,7 +215,7 @@ def _cluster_call(name: str, *args: Any, **kwargs: Any) -> Any:
 def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
     """Resume through the owner when the stored session is live in another process."""
     from ..cluster import cluster
-    from ..forwarding import remote
+    from ..forwarding import OwnerSilent, remote
 
     if not cluster.active or call.forwarded:
         return None
@@ -223,7 +224,10 @@ def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
     if owner is None:
         return None
     if owner.channel and owner.channel != cluster.channel:
-        return remote(call, owner)
+        try:
+            return remote(call, owner)
+        except OwnerSilent:
+            raise RpcError(AGENT_FAILURE, "the session's worker is not answering; retry shortly") from None
     if not owner.channel and adopt(session_id, owner.meta) is not None:
         live = registry.get(session_id)
         attach(call, live)

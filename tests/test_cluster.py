@@ -1,0 +1,195 @@
+"""Several daphne workers on one Redis (PROTOCOL.md section 11): any worker, failover, drain, Redis faults."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from tests.helpers import stored_rows
+from ws_gateway.testing import GatewayClient, RpcFailure
+
+pytestmark = pytest.mark.db
+
+TOKENS = " ".join(f"t{i}" for i in range(1, 201))
+
+
+def seqs(events: list[dict]) -> list[int]:
+    return [e["seq"] for e in events]
+
+
+def deltas(events: list[dict]) -> str:
+    return "".join(e["payload"]["text"] for e in events if e["type"] == "message.delta")
+
+
+async def resume_retrying(client: GatewayClient, key: str, attempts: int = 20) -> dict:
+    """Resume as a client does after losing its worker: retry while the session changes hands."""
+    for _ in range(attempts):
+        try:
+            return await client.call("session.resume", {"session_id": key})
+        except RpcFailure as failure:
+            if failure.code != 5000:
+                raise
+    raise AssertionError("session never became resumable")
+
+
+async def test_session_is_driven_from_any_worker(clusters):
+    cluster, _ = clusters(3)
+    w1, w2, w3 = cluster.workers
+    async with (
+        GatewayClient.connect(w1.url) as a,
+        GatewayClient.connect(w2.url) as b,
+        GatewayClient.connect(w3.url) as c,
+    ):
+        created = await a.call("session.create")
+        sid, key = created["session_id"], created["stored_session_id"]
+        await a.event("session.info", sid)
+        resumed = await b.call("session.resume", {"session_id": key})
+        assert resumed["session_id"] == sid
+        await c.call("session.activate", {"session_id": sid})
+
+        assert (await c.call("prompt.submit", {"session_id": sid, "text": "hello from three"}))[
+            "status"
+        ] == "streaming"
+        await c.event("message.complete", sid)
+        assert await c.call("prompt.submit", {"session_id": sid, "text": "!approve echo cross-worker"})
+        request = await b.event("approval.request", sid)
+        assert await c.call("approval.respond", {"session_id": sid, "choice": "once"}) == {"resolved": 1}
+        await a.wait_for(lambda: len(a.find_events("message.complete", sid)) == 2, timeout=15)
+
+        await b.call("prompt.submit", {"session_id": sid, "text": "!stream 1000 5"})
+        await a.wait_for(lambda: len(a.find_events("message.delta", sid)) > 3, timeout=15)
+        assert (await c.call("session.interrupt", {"session_id": sid}))["status"] == "interrupted"
+        for client in (a, b, c):
+            await client.wait_for(
+                lambda cl=client: len(cl.find_events("message.complete", sid)) == 3, timeout=15
+            )
+
+        complete = [e["payload"] for e in a.find_events("message.complete", sid)]
+        assert complete[0]["text"] == "You said: hello from three"
+        assert complete[1]["text"] == "Ran: echo cross-worker (exit 0)\ncross-worker"
+        assert complete[2]["status"] == "interrupted"
+        assert request["payload"]["command"] == "echo cross-worker"
+        # Every client saw every event from the moment it attached, in order, without a gap.
+        a_seqs = seqs(a.find_events(session_id=sid))
+        assert a_seqs == list(range(1, len(a_seqs) + 1))
+        for client in (b, c):
+            mine = seqs(client.find_events(session_id=sid))
+            assert mine == a_seqs[a_seqs.index(mine[0]) :]
+        history = await b.call("session.history", {"session_id": sid})
+        assert [m["role"] for m in history["messages"]] == [
+            "user",
+            "assistant",
+            "user",
+            "tool",
+            "assistant",
+            "user",
+            "assistant",
+        ]
+
+
+async def test_owner_killed_mid_turn_is_adopted_with_its_transcript(clusters, server_database_url):
+    cluster, _ = clusters(3)
+    w1, w2, _ = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    created = await a.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await a.call("prompt.submit", {"session_id": sid, "text": "!stream 200 20"})
+    await a.wait_for(lambda: len(a.find_events("message.delta", sid)) >= 3)
+    w1.signal(signal.SIGKILL)
+    await asyncio.wait_for(a.closed, 10)
+    seen = a.find_events(session_id=sid)
+
+    async with GatewayClient.connect(w2.url) as b:
+        resumed = await resume_retrying(b, key)
+        assert resumed["session_id"] == sid
+        replay = await b.call("session.events.since", {"session_id": sid, "last_seen": seen[-1]["seq"]})
+        events = seen + replay["events"]
+        assert seqs(events) == list(range(1, len(events) + 1))
+        complete = next(e for e in events if e["type"] == "message.complete")
+        assert complete["payload"]["status"] == "interrupted"
+        partial = complete["payload"]["text"]
+        assert partial == deltas(events) and TOKENS.startswith(partial) and partial
+        assert any(e["type"] == "status.update" and e["payload"]["kind"] == "failover" for e in events)
+        assert resumed["messages"][0]["text"] == "!stream 200 20"
+        assert stored_rows(server_database_url, key) == [("user", "!stream 200 20"), ("assistant", partial)]
+        # The session works again on its new owner.
+        await b.call("prompt.submit", {"session_id": sid, "text": "still here"})
+        await b.wait_for(
+            lambda: any(
+                e["payload"]["text"] == "You said: still here" for e in b.find_events("message.complete", sid)
+            )
+        )
+
+
+async def test_sigterm_drains_with_4012_and_the_turn_completes(clusters, server_database_url):
+    cluster, _ = clusters(2, DRAIN_S=10.0)
+    w1, w2 = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    created = await a.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await a.call("prompt.submit", {"session_id": sid, "text": "!stream 100 10"})
+    await a.wait_for(lambda: a.find_events("message.delta", sid))
+    w1.signal(signal.SIGTERM)
+    closed = await asyncio.wait_for(a.closed, 20)
+    assert closed.rcvd.code == 4012
+    draining = a.find_events("gateway.draining")
+    assert draining and draining[0]["session_id"] == ""
+    complete = a.find_events("message.complete", sid)
+    assert complete and complete[0]["payload"]["text"] == " ".join(f"t{i}" for i in range(1, 101))
+    async with GatewayClient.connect(w2.url) as b:
+        resumed = await resume_retrying(b, key)
+        assert resumed["session_id"] == sid and resumed["running"] is False
+        assert [m["role"] for m in resumed["messages"]] == ["user", "assistant"]
+        replay = await b.call("session.events.since", {"session_id": sid, "last_seen": 0})
+        assert seqs(replay["events"])[: len(a.find_events(session_id=sid))] == seqs(
+            a.find_events(session_id=sid)
+        )
+    assert stored_rows(server_database_url, key)[-1] == ("assistant", complete[0]["payload"]["text"])
+
+
+async def test_sigterm_interrupts_and_stores_a_turn_longer_than_the_window(clusters, server_database_url):
+    cluster, _ = clusters(2, DRAIN_S=0.5)
+    w1, w2 = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    created = await a.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await a.call("prompt.submit", {"session_id": sid, "text": "!stream 1000 20"})
+    await a.wait_for(lambda: a.find_events("message.delta", sid))
+    w1.signal(signal.SIGTERM)
+    closed = await asyncio.wait_for(a.closed, 20)
+    assert closed.rcvd.code == 4012
+    complete = a.find_events("message.complete", sid)[0]["payload"]
+    assert complete["status"] == "interrupted"
+    async with GatewayClient.connect(w2.url) as b:
+        resumed = await resume_retrying(b, key)
+        assert resumed["messages"][-1]["text"] == complete["text"]
+    assert stored_rows(server_database_url, key) == [
+        ("user", "!stream 1000 20"),
+        ("assistant", complete["text"]),
+    ]
+
+
+async def test_redis_restart_mid_stream_is_recovered_through_replay(clusters):
+    cluster, redis = clusters(2)
+    w1, w2 = cluster.workers
+    async with GatewayClient.connect(w1.url) as a, GatewayClient.connect(w2.url) as b:
+        created = await a.call("session.create")
+        sid, key = created["session_id"], created["stored_session_id"]
+        await a.event("session.info", sid)
+        await b.call("session.resume", {"session_id": key})
+        await a.call("prompt.submit", {"session_id": sid, "text": "!stream 200 15"})
+        await b.wait_for(lambda: len(b.find_events("message.delta", sid)) >= 2, timeout=15)
+        redis.stop()
+        redis.start()
+        await a.wait_for(lambda: a.find_events("message.complete", sid), timeout=30)
+        expected = " ".join(f"t{i}" for i in range(1, 201))
+        # The owner's client never lost a word.
+        assert deltas(a.find_events(session_id=sid)) == expected
+        # The other worker's client may have lost events with Redis; replay from the owner fills them in.
+        replay = await b.call("session.events.since", {"session_id": sid, "last_seen": 0}, timeout=20)
+        assert replay["truncated"] is False
+        assert seqs(replay["events"]) == list(range(1, replay["latest_seq"] + 1))
+        assert deltas(replay["events"]) == expected
+        assert (await b.call("gateway.ping")) == {"ok": True}
