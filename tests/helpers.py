@@ -101,4 +101,3 @@ class Session:
 
     async def stored_texts(self) -> list[str]:
         return [text for _, text in stored_rows(self.gateway.env["DATABASE_URL"], self.key)]
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 
 import pytest
@@ -193,3 +194,70 @@ async def test_redis_restart_mid_stream_is_recovered_through_replay(clusters):
         assert seqs(replay["events"]) == list(range(1, replay["latest_seq"] + 1))
         assert deltas(replay["events"]) == expected
         assert (await b.call("gateway.ping")) == {"ok": True}
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+async def test_a_client_that_stops_reading_is_closed_with_4008_and_memory_stays_bounded(gateways):
+    import websockets
+
+    from tests.helpers import eventually
+
+    gateway = gateways.new("memory", OUTBOUND_MAX_BYTES=1_000_000, EVENT_LOG_MAX_BYTES=4_000_000)
+    async with GatewayClient.connect(gateway.url) as control:
+        sid = (await control.call("session.create"))["session_id"]
+        before = rss_kib(gateway.proc.pid)
+        async with websockets.connect(gateway.url, max_queue=1, max_size=None) as stuck:
+            await stuck.recv()  # gateway.ready; from now on this client reads nothing
+            await stuck.send(json.dumps({"id": 1, "method": "session.activate", "params": {"session_id": sid}}))
+            # ~100 MB, paced so that the server keeps up: only a reader that never reads falls behind.
+            await control.call("test.flood", {"session_id": sid, "count": 1600, "size": 65536, "delay_ms": 2})
+            await eventually(lambda: "slow consumer" in gateway.log_text(), timeout=60)
+            await control.wait_for(lambda: len(control.find_events("status.update", sid)) == 1600, timeout=60)
+            grown_mib = (rss_kib(gateway.proc.pid) - before) / 1024
+            code = None
+            try:
+                while True:
+                    await stuck.recv()
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+        assert code == 4008
+        assert grown_mib < 50, f"server grew {grown_mib:.0f} MiB while flooding 100 MiB"
+        # The flood went on for everyone else, and the session is intact.
+        assert (await control.call("gateway.ping")) == {"ok": True}
+
+
+async def test_leaving_from_another_worker_parks_the_session_on_its_owner(clusters):
+    cluster, _ = clusters(2, ORPHAN_GRACE_S=0.5)
+    w1, w2 = cluster.workers
+    async with GatewayClient.connect(w1.url) as watcher:
+        owner_client = await GatewayClient.open(w1.url)
+        created = await owner_client.call("session.create")
+        sid, key = created["session_id"], created["stored_session_id"]
+        remote = await GatewayClient.open(w2.url)
+        assert (await remote.call("session.resume", {"session_id": key}))["session_id"] == sid
+        await owner_client.close()
+        await remote.call("gateway.ping")
+        assert not watcher.find_events("session.reclaimed")  # still attached through worker 2
+        await remote.close()
+        event = await watcher.event("session.reclaimed", timeout=15)
+        assert event["payload"]["session_id"] == sid
+
+
+async def test_server_request_answered_through_another_worker(clusters):
+    cluster, _ = clusters(2)
+    w1, w2 = cluster.workers
+    async with GatewayClient.connect(w1.url) as a, GatewayClient.connect(w2.url) as b:
+        created = await a.call("session.create")
+        sid, key = created["session_id"], created["stored_session_id"]
+        await b.call("session.resume", {"session_id": key, "server_requests": True})
+        await a.call("prompt.submit", {"session_id": sid, "text": "!clarify Pick one | left | right"})
+        request = await b.server_request("clarify", timeout=15)
+        assert request["params"]["session_id"] == sid
+        assert not b.find_events("clarify.request")
+        await b.reply(request["id"], {"answers": {"q1": "right"}})
+        complete = await a.event("message.complete", sid, timeout=15)
+        assert complete["payload"]["text"] == "Answer: right"

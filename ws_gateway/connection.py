@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .backpressure import TransportView
 from .cluster import cluster
 from .conf import gateway_settings
 from .outbox import event_frame, outbox, session_group
@@ -25,6 +26,8 @@ from .sessions.eventlog import LoggedEvent
 log = logging.getLogger(__name__)
 
 CLOSE_SLOW_CONSUMER = 4008
+# Seconds a slow consumer gets to read up to its close frame before the connection is dropped.
+SLOW_CONSUMER_ABORT_S = 10.0
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Connection:
         layer: Any,
         send_text: Callable[[str], Awaitable[None]],
         close: Callable[[int], Awaitable[None]],
+        transport: TransportView | None = None,
     ) -> None:
         self.id = channel_name
         self.user_id = user_id
@@ -63,6 +67,8 @@ class Connection:
         self._send_text = send_text
         self._close = close
         self._out: deque[str] = deque()
+        self._out_bytes = 0
+        self._transport = transport
         # Sessions whose missed events are being read from the durable log: deliveries wait here.
         self._filling: dict[str, list[tuple[int, str, str | None]]] = {}
         self._wake = asyncio.Event()
@@ -75,11 +81,12 @@ class Connection:
         if self.closed:
             return
         self._out.append(text)
-        if len(self._out) > gateway_settings.OUTBOUND_MAX_FRAMES:
-            log.warning("slow consumer peer=%s queued=%d: closing 4008", self.peer, len(self._out))
-            self._out.clear()
-            self.closed = True
-            asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_CONSUMER))
+        self._out_bytes += len(text)
+        if (
+            len(self._out) > gateway_settings.OUTBOUND_MAX_FRAMES
+            or self._out_bytes > gateway_settings.OUTBOUND_MAX_BYTES
+        ):
+            self._slow_consumer()
             return
         self._wake.set()
 
@@ -90,11 +97,34 @@ class Connection:
             self._wake.clear()
             while out:
                 text = out.popleft()
+                self._out_bytes -= len(text)
                 try:
                     await self._send_text(text)
                 except Exception:
                     self.stats.send_failures += 1
                     log.debug("send failed peer=%s", self.peer, exc_info=True)
+            if (
+                self._transport is not None
+                and self._transport.unsent_bytes() > gateway_settings.OUTBOUND_MAX_BYTES
+            ):
+                self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        """The client does not read: stop queuing, close with 4008, and abort if it stays stuck."""
+        if self.closed:
+            return
+        unsent = self._transport.unsent_bytes() if self._transport is not None else self._out_bytes
+        log.warning(
+            "slow consumer peer=%s unsent_bytes=%d queued=%d: closing 4008", self.peer, unsent, len(self._out)
+        )
+        self._out.clear()
+        self._out_bytes = 0
+        self.closed = True
+        loop = asyncio.get_running_loop()
+        if self._transport is not None:
+            self._transport.allow_slow_close(SLOW_CONSUMER_ABORT_S)
+            loop.call_later(SLOW_CONSUMER_ABORT_S + 1, self._transport.abort)
+        self._closing = loop.create_task(self._close(CLOSE_SLOW_CONSUMER))
 
     # -- session events ------------------------------------------------
 

@@ -17,7 +17,9 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import __version__, lifecycle, skins, workers
+from . import __version__, forwarding, lifecycle, skins, workers
+from .backpressure import transport_view
+from .cluster import cluster
 from .conf import gateway_settings
 from .connection import Connection, connections
 from .outbox import BROADCAST_GROUP, event_frame, outbox
@@ -92,6 +94,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             layer=self.channel_layer,
             send_text=self._send_text,
             close=self.close,
+            transport=transport_view(self.base_send),
         )
         try:
             await self.send(text_data=event_frame({"type": "gateway.ready", "payload": ready_payload()}))
@@ -136,9 +139,12 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             connections.pop(self.channel_name, None)
             if self.dispatcher is not None:
                 self.dispatcher.close()
+            attached = list(conn.cursors)
             await conn.shutdown()
             loop = asyncio.get_running_loop()
             reaped, detached = await loop.run_in_executor(workers.background(), service.disconnect, conn.id)
+            if cluster.active:
+                await forwarding.detach_remote(conn.id, attached)
             conn.stats.reaped_sessions += reaped
             conn.stats.detached_sessions += detached
             s = conn.stats

@@ -83,3 +83,21 @@ def tcp_nodelay(call: Any) -> dict[str, Any]:
         if peer[:2] == (host, int(port)):
             return {"nodelay": bool(obj.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))}
     return {"nodelay": None}
+
+
+@method("test.flood")
+def flood(call: Any) -> dict[str, Any]:
+    """Emit ``count`` status.update events of ``size`` characters each (no merging), from a thread."""
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    count, size = p.int("count", 100), p.int("size", 65536)
+    delay = (p.int("delay_ms", 0) or 0) / 1000.0
+
+    def run() -> None:
+        for i in range(count):
+            emit(live.id, "status.update", {"kind": "flood", "text": f"{i:08d}" + "x" * size})
+            if delay:
+                time.sleep(delay)
+
+    threading.Thread(target=run, daemon=True).start()
+    return {"status": "flooding"}

@@ -1,7 +1,8 @@
 """Per-session event logs for replay (``session.events.since``).
 
 In-memory rings with per-session caps that never go below the protocol's floor
-(512 events / 4 MiB) and a process-wide byte cap. Eviction is FIFO and never
+(the last 512 events, or the last 4 MiB when 512 events weigh more) and a
+process-wide byte cap. Eviction is FIFO and never
 touches ``seq``: numbering lives in the outbox, not here.
 """
 
@@ -86,9 +87,15 @@ class EventLog:
         return before - self._bytes
 
     def _trim(self, max_events: int, max_bytes: int) -> None:
-        floor = gateway_settings.EVENT_LOG_MIN_EVENTS
+        # The floor: never below 512 events unless those alone pass 4 MiB (huge events).
+        min_events = gateway_settings.EVENT_LOG_MIN_EVENTS
+        min_bytes = gateway_settings.EVENT_LOG_MIN_BYTES
         events = self._events
-        while len(events) > floor and (len(events) > max_events or self._bytes > max_bytes):
+        while (
+            (len(events) > max_events or self._bytes > max_bytes)
+            and len(events) > 1
+            and (len(events) > min_events or self._bytes - len(events[0].text) >= min_bytes)
+        ):
             self._bytes -= len(events.popleft().text)
 
 

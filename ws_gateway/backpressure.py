@@ -1,0 +1,54 @@
+"""How much a socket has not yet sent, where the server lets us see it.
+
+daphne never makes ``send`` wait: what the kernel does not take piles up in
+the Twisted transport's buffer, unseen by the application. This looks into
+that buffer (through the ``send`` callable daphne hands the app) so a client
+that stops reading can be closed (4008) before it grows server memory. With
+servers whose ``send`` applies backpressure (uvicorn), the connection's own
+bounded queue does the job and there is nothing to look into.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+
+class TransportView:
+    """The Twisted transport (and autobahn protocol) under one daphne WebSocket."""
+
+    def __init__(self, protocol: Any, transport: Any) -> None:
+        self._protocol = protocol
+        self._transport = transport
+
+    def allow_slow_close(self, seconds: float) -> None:
+        """Give the peer ``seconds`` to read up to our close frame before the connection drops.
+
+        The close frame waits behind everything the peer has not read yet; autobahn's default
+        handshake timeout would reset the connection before a slow reader ever sees it."""
+        if hasattr(self._protocol, "closeHandshakeTimeout"):
+            self._protocol.closeHandshakeTimeout = seconds
+
+    def unsent_bytes(self) -> int:
+        t = self._transport
+        return len(t.dataBuffer) - t.offset + t._tempDataLen
+
+    def abort(self) -> None:
+        """Drop the connection without waiting for the buffer to drain."""
+        self._transport.abortConnection()
+
+
+def transport_view(send: Callable[..., Any]) -> TransportView | None:
+    """A view of the transport behind daphne's ``send``, or None for other servers."""
+    # Channels' session middleware wraps send in a bound method that keeps the original.
+    for _ in range(8):
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            break
+        send = inner
+    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+    return TransportView(protocol, transport)
