@@ -212,7 +212,9 @@ async def test_a_client_that_stops_reading_is_closed_with_4008_and_memory_stays_
         before = rss_kib(gateway.proc.pid)
         async with websockets.connect(gateway.url, max_queue=1, max_size=None) as stuck:
             await stuck.recv()  # gateway.ready; from now on this client reads nothing
-            await stuck.send(json.dumps({"id": 1, "method": "session.activate", "params": {"session_id": sid}}))
+            await stuck.send(
+                json.dumps({"id": 1, "method": "session.activate", "params": {"session_id": sid}})
+            )
             # ~100 MB, paced so that the server keeps up: only a reader that never reads falls behind.
             await control.call("test.flood", {"session_id": sid, "count": 1600, "size": 65536, "delay_ms": 2})
             await eventually(lambda: "slow consumer" in gateway.log_text(), timeout=60)
