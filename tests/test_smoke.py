@@ -17,3 +17,12 @@ async def test_ready_then_create_and_close(gateway):
         assert info["seq"] == 1
         assert await client.call("session.close", {"session_id": sid}) == {"closed": True}
         assert await client.call("session.close", {"session_id": sid}) == {"closed": False}
+
+
+def test_healthz_checks_database_and_channel_layer(gateway):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{gateway.http}/healthz", timeout=10) as response:
+        assert response.status == 200
+        assert json.loads(response.read()) == {"status": "ok", "database": "ok", "channel_layer": "ok"}
