@@ -12,6 +12,7 @@ Environment variables:
     OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL   options of the "openai" backend
     GATEWAY_ORPHAN_GRACE_S   seconds before a clientless session is reclaimed
     GATEWAY_ALLOW_ANONYMOUS  "0" to require an authenticated user
+    GATEWAY_ALLOWED_ORIGINS  comma-separated browser origins allowed to connect (default: any)
     GATEWAY_WORKER_ID   name of this process in gateway.ready
     GATEWAY_SETTINGS    JSON object merged over WS_GATEWAY (any key of ws_gateway.conf.DEFAULTS;
                         AGENT_OPTIONS are merged key by key)
@@ -160,6 +161,7 @@ WS_GATEWAY = {
     },
     "ORPHAN_GRACE_S": float(_env("GATEWAY_ORPHAN_GRACE_S", "20")),
     "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
+    "ALLOWED_ORIGINS": [o.strip() for o in _env("GATEWAY_ALLOWED_ORIGINS").split(",") if o.strip()] or None,
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
     "REDIS_OPTIONS": _redis_resilience if _redis_url else {},

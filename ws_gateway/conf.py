@@ -48,8 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RESUME_MESSAGES": 20000,
     # Seconds session.close waits for a running turn.
     "CLOSE_WAIT_S": 5.0,
-    # Allow connections without an authenticated user.
+    # Allow connections without an authenticated user (cookie session or bearer token).
     "ALLOW_ANONYMOUS": True,
+    # Browser origins allowed to open a socket; None = any. A socket from another one: 4503.
+    "ALLOWED_ORIGINS": None,
+    # Largest inbound text frame (characters); a larger one closes the socket with 4509.
+    "MAX_FRAME_CHARS": 1_000_000,
     # Skin sent in gateway.ready and served by config.get skin.
     "SKIN": "default",
     # Extra skins {name: {colors, branding, ...}} added to the built-in ones.

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CAPABILITIES = ["batch", "server_requests", "replay", "resume_any_worker"]
 CLOSE_AUTH_FAILED = 4501
+CLOSE_FORBIDDEN_ORIGIN = 4503
+CLOSE_TOO_LARGE = 4509
 
 
 def worker_id() -> str:
@@ -50,6 +52,17 @@ def ready_payload() -> dict[str, Any]:
 def _peer(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def _refusal(scope: dict[str, Any], user_id: int | None) -> tuple[str, int] | None:
+    """(reason, close code) when this socket may not stay open."""
+    if scope.get("auth_failed") or (user_id is None and not gateway_settings.ALLOW_ANONYMOUS):
+        return "auth_failed", CLOSE_AUTH_FAILED
+    allowed = gateway_settings.ALLOWED_ORIGINS
+    origin = dict(scope.get("headers", [])).get(b"origin")
+    if allowed is not None and origin is not None and origin.decode("latin-1") not in allowed:
+        return "forbidden_origin", CLOSE_FORBIDDEN_ORIGIN
+    return None
 
 
 def _user_id(scope: dict[str, Any]) -> int | None:
@@ -83,9 +96,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.close_reason = "draining"
             await self.close(lifecycle.CLOSE_DRAINING)
             return
-        if user_id is None and not gateway_settings.ALLOW_ANONYMOUS:
-            self.close_reason = "auth_failed"
-            await self.close(CLOSE_AUTH_FAILED)
+        refusal = _refusal(self.scope, user_id)
+        if refusal is not None:
+            self.close_reason, code = refusal
+            await self.close(code)
             return
         self.conn = Connection(
             self.channel_name,
@@ -118,7 +132,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         self.conn.stats.messages += 1
         text = message.get("text")
-        if text is not None:
+        if text is not None and len(text) > gateway_settings.MAX_FRAME_CHARS:
+            self.close_reason = "message_too_large"
+            await self.conn.close(CLOSE_TOO_LARGE)
+        elif text is not None:
             self.dispatcher.handle_text(text)
         else:
             self.dispatcher.handle_binary()

@@ -84,3 +84,18 @@ class ApprovalRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner_id}: {self.description or self.pattern}"
+
+
+class AccessToken(models.Model):
+    """A bearer token for non-browser clients. Only its SHA-256 is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.name}".strip()
