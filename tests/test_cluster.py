@@ -24,6 +24,14 @@ def deltas(events: list[dict]) -> str:
     return "".join(e["payload"]["text"] for e in events if e["type"] == "message.delta")
 
 
+def turn_ended(client: GatewayClient, sid: str, turns: int) -> bool:
+    """The client has the ``turns``-th message.complete and the session.info that follows it."""
+    completes = client.find_events("message.complete", sid)
+    if len(completes) < turns:
+        return False
+    return any(e["seq"] > completes[turns - 1]["seq"] for e in client.find_events("session.info", sid))
+
+
 async def resume_retrying(client: GatewayClient, key: str, attempts: int = 20) -> dict:
     """Resume as a client does after losing its worker: retry while the session changes hands."""
     for _ in range(attempts):
@@ -63,9 +71,7 @@ async def test_session_is_driven_from_any_worker(clusters):
         await a.wait_for(lambda: len(a.find_events("message.delta", sid)) > 3, timeout=15)
         assert (await c.call("session.interrupt", {"session_id": sid}))["status"] == "interrupted"
         for client in (a, b, c):
-            await client.wait_for(
-                lambda cl=client: len(cl.find_events("message.complete", sid)) == 3, timeout=15
-            )
+            await client.wait_for(lambda cl=client: turn_ended(cl, sid, 3), timeout=15)
 
         complete = [e["payload"] for e in a.find_events("message.complete", sid)]
         assert complete[0]["text"] == "You said: hello from three"
