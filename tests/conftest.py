@@ -104,11 +104,15 @@ class ClusterFactory:
         self.tmp = tmp
         self._started: list[tuple[WorkerCluster, RedisServer]] = []
 
-    def __call__(self, workers: int = 3, **settings: Any) -> tuple[WorkerCluster, RedisServer]:
+    def __call__(
+        self, workers: int = 3, redis_layer: str = "pubsub", **settings: Any
+    ) -> tuple[WorkerCluster, RedisServer]:
         redis = RedisServer(self.tmp.mktemp("cluster-redis"))
         defaults = {"LEASE_S": 1.5, "FORWARD_TIMEOUT_S": 3.0, "DRAIN_S": 5.0}
         env = server_env(
-            self.database_url, redis.url, {"GATEWAY_SETTINGS": json.dumps({**defaults, **settings})}
+            self.database_url,
+            redis.url,
+            {"GATEWAY_SETTINGS": json.dumps({**defaults, **settings}), "REDIS_LAYER": redis_layer},
         )
         cluster = WorkerCluster(env, self.logdir, workers)
         self._started.append((cluster, redis))

@@ -43,8 +43,9 @@ async def resume_retrying(client: GatewayClient, key: str, attempts: int = 20) -
     raise AssertionError("session never became resumable")
 
 
-async def test_session_is_driven_from_any_worker(clusters):
-    cluster, _ = clusters(3)
+@pytest.mark.parametrize("redis_layer", ["pubsub", "core"])
+async def test_session_is_driven_from_any_worker(clusters, redis_layer):
+    cluster, _ = clusters(3, redis_layer=redis_layer)
     w1, w2, w3 = cluster.workers
     async with (
         GatewayClient.connect(w1.url) as a,

@@ -28,6 +28,7 @@ from typing import Any
 
 from . import ids
 from .conf import gateway_settings
+from .outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
 from .sessions.eventlog import LoggedEvent, Replay
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,10 @@ class Cluster:
             self.redis = aioredis.Redis.from_url(
                 gateway_settings.REDIS_URL, decode_responses=True, **gateway_settings.REDIS_OPTIONS
             )
-            self.channel = await layer.new_channel("ws_gateway.worker.")
+            # The default prefix: channels_redis core serves all local channels through one
+            # receive lock, and a receiver on a prefix of its own would starve the others.
+            self.channel = await layer.new_channel()
+            await layer.group_add(BROADCAST_GROUP, self.channel)
             self._spawn(self._receive())
             self._spawn(self._renew_leases())
             self._started.set_result(None)
@@ -182,6 +186,13 @@ class Cluster:
                     log.warning("lease renewal failed session=%s", live.id, exc_info=True)
                     break
 
+    async def watch(self, session_id: str) -> None:
+        """Receive a session's events published by other processes (first local subscriber)."""
+        await self.layer.group_add(session_group(session_id), self.channel)
+
+    async def unwatch(self, session_id: str) -> None:
+        await self.layer.group_discard(session_group(session_id), self.channel)
+
     # -- forwarding ------------------------------------------------------
 
     async def forward(self, owner: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +224,10 @@ class Cluster:
                 await asyncio.sleep(0.5)
                 continue
             kind = message.get("type")
-            if kind == REPLY:
+            if kind in (EVENT_MESSAGE, BROADCAST_MESSAGE):
+                if message.get("origin") != self.channel:
+                    outbox.deliver_remote(message)
+            elif kind == REPLY:
                 future = self._replies.get(message["corr"])
                 if future is not None and not future.done():
                     future.set_result(message)

@@ -20,7 +20,7 @@ from typing import Any
 from .backpressure import TransportView
 from .cluster import cluster
 from .conf import gateway_settings
-from .outbox import event_frame, outbox, session_group
+from .outbox import event_frame, outbox
 from .sessions.eventlog import LoggedEvent
 
 log = logging.getLogger(__name__)
@@ -45,25 +45,23 @@ class Connection:
 
     def __init__(
         self,
-        channel_name: str,
+        conn_id: str,
         *,
         user_id: int | None,
         peer: str,
-        layer: Any,
         send_text: Callable[[str], Awaitable[None]],
         close: Callable[[int], Awaitable[None]],
         transport: TransportView | None = None,
     ) -> None:
-        self.id = channel_name
+        self.id = conn_id
         self.user_id = user_id
         self.peer = peer
         self.stats = Stats()
         self.cursors: dict[str, int] = {}
         # Sessions for which this client takes interactive requests as server requests (8.2).
         self.server_requests: set[str] = set()
-        self.groups: set[str] = set()
+        self.sessions: set[str] = set()  # sessions whose events this connection receives
         self.closed = False
-        self._layer = layer
         self._send_text = send_text
         self._close = close
         self._out: deque[str] = deque()
@@ -129,10 +127,12 @@ class Connection:
     # -- session events ------------------------------------------------
 
     async def join(self, session_id: str) -> None:
-        group = session_group(session_id)
-        if group not in self.groups:
-            self.groups.add(group)
-            await self._layer.group_add(group, self.id)
+        """Receive a session's events (its other processes' ones too, with a cluster)."""
+        if session_id in self.sessions:
+            return
+        self.sessions.add(session_id)
+        if outbox.subscribe(session_id, self) and cluster.active:
+            await cluster.watch(session_id)
 
     def start_cursor(self, session_id: str, baseline: int, server_requests: bool | None = None) -> None:
         """Start (or keep) delivering a session's events after ``baseline``, catching up from the log."""
@@ -216,24 +216,24 @@ class Connection:
     async def leave(self, session_id: str) -> None:
         self.cursors.pop(session_id, None)
         self.server_requests.discard(session_id)
-        group = session_group(session_id)
-        if group in self.groups:
-            self.groups.discard(group)
-            await self._layer.group_discard(group, self.id)
+        if session_id in self.sessions:
+            self.sessions.discard(session_id)
+            if outbox.unsubscribe(session_id, self) and cluster.active:
+                await cluster.unwatch(session_id)
 
     # -- lifecycle -----------------------------------------------------
 
     async def shutdown(self) -> None:
         self.closed = True
         self._writer.cancel()
-        for group in list(self.groups):
+        outbox.connections.discard(self)
+        for session_id in list(self.sessions):
             try:
-                await self._layer.group_discard(group, self.id)
+                await self.leave(session_id)
             except Exception:
-                log.debug("group_discard failed group=%s", group, exc_info=True)
-        self.groups.clear()
+                log.debug("leaving session=%s failed", session_id, exc_info=True)
         self.cursors.clear()
 
 
-# Connections of this process, by channel name (for server requests and fan-out bookkeeping).
+# Connections of this process, by id.
 connections: dict[str, Connection] = {}

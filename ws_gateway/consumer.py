@@ -12,17 +12,19 @@ import asyncio
 import logging
 import os
 import socket
+import uuid
 from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from . import __version__, forwarding, lifecycle, skins, workers
 from .backpressure import transport_view
 from .cluster import cluster
 from .conf import gateway_settings
 from .connection import Connection, connections
-from .outbox import BROADCAST_GROUP, event_frame, outbox
+from .outbox import event_frame, outbox
 from .rpc.dispatch import Dispatcher
 from .sessions import service
 
@@ -75,6 +77,11 @@ def _user_id(scope: dict[str, Any]) -> int | None:
 class GatewayConsumer(AsyncWebsocketConsumer):
     """Speaks the gateway protocol on one socket."""
 
+    # No channel per socket: events reach connections through the outbox (and, across
+    # processes, through one worker channel per process), so an unconfigured alias keeps
+    # Channels from creating and polling a layer channel for every connection.
+    channel_layer_alias = "ws_gateway.no_layer"
+
     conn: Connection | None = None
     dispatcher: Dispatcher | None = None
     close_reason = "not_connected"
@@ -88,7 +95,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
-        await lifecycle.start(self.channel_layer)
+        await lifecycle.start(get_channel_layer())
         peer = _peer(self.scope)
         user_id = _user_id(self.scope)
         await self.accept()
@@ -102,10 +109,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self.close(code)
             return
         self.conn = Connection(
-            self.channel_name,
+            f"{cluster.channel or 'local'}!{uuid.uuid4().hex}",
             user_id=user_id,
             peer=peer,
-            layer=self.channel_layer,
             send_text=self._send_text,
             close=self.close,
             transport=transport_view(self.base_send),
@@ -118,10 +124,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.close_reason = "connected"
-        connections[self.channel_name] = self.conn
+        connections[self.conn.id] = self.conn
+        outbox.connections.add(self.conn)
         self.dispatcher = Dispatcher(self.conn)
-        await self.channel_layer.group_add(BROADCAST_GROUP, self.channel_name)
-        self.conn.groups.add(BROADCAST_GROUP)
         log.debug("ws accepted peer=%s", peer)
 
     async def _send_text(self, text: str) -> None:
@@ -140,20 +145,12 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         else:
             self.dispatcher.handle_binary()
 
-    async def gw_event(self, message: dict[str, Any]) -> None:
-        if self.conn is not None:
-            self.conn.deliver(message["sid"], message["seq"], message["text"], message.get("srq"))
-
-    async def gw_broadcast(self, message: dict[str, Any]) -> None:
-        if self.conn is not None:
-            self.conn.push(message["text"])
-
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         conn = self.conn
         if conn is not None:
             if self.close_reason == "connected":
                 self.close_reason = f"client_disconnect(code={message.get('code')})"
-            connections.pop(self.channel_name, None)
+            connections.pop(conn.id, None)
             if self.dispatcher is not None:
                 self.dispatcher.close()
             attached = list(conn.cursors)

@@ -4,12 +4,15 @@
 queued and the process's event loop is woken once per batch. On the loop,
 each session's :class:`Stream` merges streaming deltas, then for every event
 it sends, in emission order: stamps the next ``seq``, appends the exact frame
-to the session's event log, and publishes it to the session's group on the
-channel layer. Consumers attached to the session (here or in another process)
-write it to their sockets.
+to the session's event log, and delivers it. Connections of this process that
+attached the session get it directly (no channel layer in between: measured,
+the in-memory layer cost ~6x a bare send per event and grew with every
+connected socket). With a cluster, the event is also appended to the durable
+log and published once to the session's group, whose members are the worker
+channels of the other processes with clients of the session.
 
 Global events (``session.reclaimed``, ``sessions.changed``, ``skin.changed``)
-go to the group every consumer joins, without ``seq``.
+reach every connection of every process, without ``seq``.
 """
 
 from __future__ import annotations
@@ -125,7 +128,13 @@ class Stream:
             params["payload"] = payload
         params["seq"] = self.seq
         text = event_frame(params)
-        message = {"type": EVENT_MESSAGE, "sid": self.session_id, "seq": self.seq, "text": text}
+        message = {
+            "type": EVENT_MESSAGE,
+            "sid": self.session_id,
+            "seq": self.seq,
+            "text": text,
+            "origin": self.outbox._origin(),
+        }
         srq_text = None
         if server_request is not None:
             srq_id, method, srq_params = server_request
@@ -140,6 +149,10 @@ class Stream:
             message["srq"] = srq_text
         event = LoggedEvent(self.seq, params, text, srq_text)
         self.log.append(event)
+        for conn in list(self.outbox.local.get(self.session_id, ())):
+            conn.deliver(self.session_id, self.seq, text, srq_text)
+        if not self.outbox.clustered:
+            return
         self._publishing.append((message, event))
         if self._publisher is None:
             self._publisher = self.outbox.loop.create_task(self._publish())
@@ -154,8 +167,7 @@ class Stream:
             while self._publishing:
                 message, event = self._publishing.popleft()
                 try:
-                    if cluster.active:
-                        await cluster.append(self.session_id, event)
+                    await cluster.append(self.session_id, event)
                     await layer.group_send(self.group, message)
                 except Exception:
                     # Replay from the event log is the completeness guarantee.
@@ -179,8 +191,46 @@ class Outbox:
         self._lock = threading.Lock()
         self._wake_pending = False
         self.publishers: set[asyncio.Task] = set()
+        # Connections of this process subscribed to each session (delivered to directly).
+        self.local: dict[str, set[Any]] = {}
+        # Every connection of this process (global events).
+        self.connections: set[Any] = set()
         # Ended sessions: late events from their threads are dropped, not renumbered.
         self._ended: dict[str, None] = {}
+
+    @property
+    def clustered(self) -> bool:
+        from .cluster import cluster
+
+        return cluster.active
+
+    def subscribe(self, session_id: str, conn: Any) -> bool:
+        """Deliver a session's events to ``conn``; True when it is the process's first subscriber."""
+        subscribers = self.local.setdefault(session_id, set())
+        first = not subscribers
+        subscribers.add(conn)
+        return first
+
+    def unsubscribe(self, session_id: str, conn: Any) -> bool:
+        """Stop delivering to ``conn``; True when no subscriber of the session is left here."""
+        subscribers = self.local.get(session_id)
+        if subscribers is None:
+            return False
+        subscribers.discard(conn)
+        if subscribers:
+            return False
+        del self.local[session_id]
+        return True
+
+    def deliver_remote(self, message: dict[str, Any]) -> None:
+        """An event or global event published by another process."""
+        if message["type"] == BROADCAST_MESSAGE:
+            for conn in list(self.connections):
+                conn.push(message["text"])
+            return
+        session_id = message["sid"]
+        for conn in list(self.local.get(session_id, ())):
+            conn.deliver(session_id, message["seq"], message["text"], message.get("srq"))
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the loop that runs the consumers (first connection, or a test's loop)."""
@@ -276,8 +326,20 @@ class Outbox:
         params: dict[str, Any] = {"type": type_, "session_id": ""}
         if payload is not None:
             params["payload"] = payload
-        message = {"type": BROADCAST_MESSAGE, "text": event_frame(params)}
-        self.loop.create_task(self._group_send(BROADCAST_GROUP, message))
+        text = event_frame(params)
+        for conn in list(self.connections):
+            conn.push(text)
+        if self.clustered:
+            message = {"type": BROADCAST_MESSAGE, "text": text, "origin": self._origin()}
+            task = self.loop.create_task(self._group_send(BROADCAST_GROUP, message))
+            self.publishers.add(task)
+            task.add_done_callback(self.publishers.discard)
+
+    @staticmethod
+    def _origin() -> str | None:
+        from .cluster import cluster
+
+        return cluster.channel
 
     async def _group_send(self, group: str, message: dict[str, Any]) -> None:
         try:
