@@ -39,14 +39,21 @@ class TransportView:
         self._transport.abortConnection()
 
 
-def transport_view(send: Callable[..., Any]) -> TransportView | None:
-    """A view of the transport behind daphne's ``send``, or None for other servers."""
-    # Channels' session middleware wraps send in a bound method that keeps the original.
+def server_send(send: Callable[..., Any]) -> Callable[..., Any]:
+    """The server's own ``send`` under Channels' session middleware wrappers.
+
+    The wrappers only act on HTTP responses; a WebSocket frame can skip them."""
     for _ in range(8):
         inner = getattr(getattr(send, "__self__", None), "real_send", None)
         if inner is None:
             break
         send = inner
+    return send
+
+
+def transport_view(send: Callable[..., Any]) -> TransportView | None:
+    """A view of the transport behind daphne's ``send``, or None for other servers."""
+    send = server_send(send)
     protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
     transport = getattr(protocol, "transport", None)
     if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):

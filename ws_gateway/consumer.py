@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from . import __version__, forwarding, lifecycle, skins, workers
-from .backpressure import transport_view
+from .backpressure import server_send, transport_view
 from .cluster import cluster
 from .conf import gateway_settings
 from .connection import Connection, connections
@@ -86,6 +86,19 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     dispatcher: Dispatcher | None = None
     close_reason = "not_connected"
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # One source of messages (the socket): a plain loop instead of Channels'
+        # await_many_dispatch, which builds a task and an asyncio.wait per message.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        self._frame_send = server_send(send)
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes old DB connections (a thread hop) before every
         # message; this consumer never uses the ORM on the loop, so skip it.
@@ -130,7 +143,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         log.debug("ws accepted peer=%s", peer)
 
     async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        await self._frame_send({"type": "websocket.send", "text": text})
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         if self.dispatcher is None:
