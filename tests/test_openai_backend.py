@@ -374,3 +374,70 @@ async def test_api_key_never_logged(gw: Any, strict_gw: Any) -> None:
     assert "openai turn failed" in gw.log_text()
     for gateway in (gw, strict_gw):
         assert API_KEY not in gateway.log_text()
+
+
+async def submit_and_wait(
+    client: GatewayClient, sid: str, text: str, event: str
+) -> tuple[int, dict[str, Any]]:
+    """Submit ``text`` and wait for the first ``event`` of the turn (a person is asked something)."""
+    after = len(client.events)
+    assert await client.call("prompt.submit", {"session_id": sid, "text": text}) == {"status": "streaming"}
+    return after, (await client.event(event, sid, after=after, timeout=TURN_TIMEOUT))["payload"]
+
+
+async def finish(client: GatewayClient, sid: str, after: int) -> dict[str, Any]:
+    complete = await client.event("message.complete", sid, after=after, timeout=TURN_TIMEOUT)
+    return complete["payload"]
+
+
+async def test_todo_tool_updates_the_list(gw: Any) -> None:
+    script = 'tool: todo {"todos": [{"content": "plan", "status": "in_progress"}, {"content": "ship", "status": "pending"}]}'
+    async with GatewayClient.connect(gw.url) as client:
+        sid = await open_session(client)
+        events, complete = await run_turn(client, sid, script)
+        (update,) = of_type(events, "todo.updated")
+        assert [(t["content"], t["status"]) for t in update["todos"]] == [
+            ("plan", "in_progress"),
+            ("ship", "pending"),
+        ]
+        assert complete["status"] == "complete"
+        snapshot = await client.call("session.activate", {"session_id": sid})
+        assert snapshot["todo_state"]["revision"] == update["revision"]
+
+
+async def test_clarify_tool_asks_the_user(gw: Any, fake: FakeOpenAI) -> None:
+    script = 'tool: clarify {"question": "Which branch?", "choices": ["main", "dev"]}'
+    async with GatewayClient.connect(gw.url) as client:
+        sid = await open_session(client)
+        after, request = await submit_and_wait(client, sid, script, "clarify.request")
+        assert request["question"] == "Which branch?" and request["choices"] == ["main", "dev"]
+        await client.call("clarify.respond", {"request_id": request["request_id"], "answer": "dev"})
+        complete = await finish(client, sid, after)
+        assert complete["text"] == "Tool clarify returned: dev"
+    _, second = fake.bodies_for(script)
+    assert second["messages"][-1]["content"] == "dev"
+
+
+async def test_dangerous_terminal_call_needs_approval(gw: Any, tmp_path: Any) -> None:
+    target = tmp_path / "precious"
+    target.mkdir()
+    script = f"tool: terminal rm -rf {target}"
+    async with GatewayClient.connect(gw.url) as client:
+        sid = await open_session(client)
+        after, request = await submit_and_wait(client, sid, script, "approval.request")
+        assert request["description"] == "recursive delete"
+        await client.call("approval.respond", {"session_id": sid, "choice": "deny"})
+        complete = await finish(client, sid, after)
+        assert complete["text"] == f"Tool terminal returned: denied: rm -rf {target}"
+        assert target.exists()
+
+
+async def test_delegate_tool_runs_a_subagent_on_the_same_backend(gw: Any) -> None:
+    script = 'tool: delegate {"goal": "summarise", "prompt": "say: child words here"}'
+    async with GatewayClient.connect(gw.url) as client:
+        sid = await open_session(client)
+        events, complete = await run_turn(client, sid, script)
+        (done,) = of_type(events, "subagent.complete")
+        assert done["status"] == "complete" and done["summary"] == "child words here"
+        assert of_type(events, "subagent.start")[0]["goal"] == "summarise"
+        assert complete["text"] == "Tool delegate returned: child words here"
