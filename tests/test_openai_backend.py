@@ -8,6 +8,7 @@ package, so both sides of the backend go through real sockets.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -391,7 +392,8 @@ async def finish(client: GatewayClient, sid: str, after: int) -> dict[str, Any]:
 
 
 async def test_todo_tool_updates_the_list(gw: Any) -> None:
-    script = 'tool: todo {"todos": [{"content": "plan", "status": "in_progress"}, {"content": "ship", "status": "pending"}]}'
+    todos = [{"content": "plan", "status": "in_progress"}, {"content": "ship", "status": "pending"}]
+    script = "tool: todo " + json.dumps({"todos": todos})
     async with GatewayClient.connect(gw.url) as client:
         sid = await open_session(client)
         events, complete = await run_turn(client, sid, script)
