@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-HANDLER_ERROR = -32000
+from ws_gateway.rpc.errors import (  # noqa: F401  (re-exported for the protocol tests)
+    HANDLER_ERROR,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+)
 
 READY_PAYLOAD_KEYS = {"skin", "heartbeat", "change_events", "replay_epoch", "server", "capabilities"}
 SKIN_KEYS = {"name", "colors", "branding", "banner_logo", "banner_hero", "tool_prefix", "help_header"}

@@ -131,17 +131,23 @@ async def test_owner_killed_mid_turn_is_adopted_with_its_transcript(clusters, se
         )
 
 
+async def stream_then_sigterm(worker, prompt: str) -> tuple[GatewayClient, str, str]:
+    """Start a streaming turn on ``worker``, SIGTERM it, and see the socket closed with 4012."""
+    client = await GatewayClient.open(worker.url)
+    created = await client.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await client.call("prompt.submit", {"session_id": sid, "text": prompt})
+    await client.wait_for(lambda: client.find_events("message.delta", sid))
+    worker.signal(signal.SIGTERM)
+    closed = await asyncio.wait_for(client.closed, 20)
+    assert closed.rcvd.code == 4012
+    return client, sid, key
+
+
 async def test_sigterm_drains_with_4012_and_the_turn_completes(clusters, server_database_url):
     cluster, _ = clusters(2, DRAIN_S=10.0)
     w1, w2 = cluster.workers
-    a = await GatewayClient.open(w1.url)
-    created = await a.call("session.create")
-    sid, key = created["session_id"], created["stored_session_id"]
-    await a.call("prompt.submit", {"session_id": sid, "text": "!stream 100 10"})
-    await a.wait_for(lambda: a.find_events("message.delta", sid))
-    w1.signal(signal.SIGTERM)
-    closed = await asyncio.wait_for(a.closed, 20)
-    assert closed.rcvd.code == 4012
+    a, sid, key = await stream_then_sigterm(w1, "!stream 100 10")
     draining = a.find_events("gateway.draining")
     assert draining and draining[0]["session_id"] == ""
     complete = a.find_events("message.complete", sid)
@@ -160,14 +166,7 @@ async def test_sigterm_drains_with_4012_and_the_turn_completes(clusters, server_
 async def test_sigterm_interrupts_and_stores_a_turn_longer_than_the_window(clusters, server_database_url):
     cluster, _ = clusters(2, DRAIN_S=0.5)
     w1, w2 = cluster.workers
-    a = await GatewayClient.open(w1.url)
-    created = await a.call("session.create")
-    sid, key = created["session_id"], created["stored_session_id"]
-    await a.call("prompt.submit", {"session_id": sid, "text": "!stream 1000 20"})
-    await a.wait_for(lambda: a.find_events("message.delta", sid))
-    w1.signal(signal.SIGTERM)
-    closed = await asyncio.wait_for(a.closed, 20)
-    assert closed.rcvd.code == 4012
+    a, sid, key = await stream_then_sigterm(w1, "!stream 1000 20")
     complete = a.find_events("message.complete", sid)[0]["payload"]
     assert complete["status"] == "interrupted"
     async with GatewayClient.connect(w2.url) as b:
