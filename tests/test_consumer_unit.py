@@ -343,3 +343,17 @@ async def test_internal_error_in_a_batch_only_answers_its_element(sock: Socket) 
     answers = {frame["id"]: frame for frame in answer}
     check_error(answers["bad"], INTERNAL_ERROR, "bad")
     check_result(answers["ok"], "ok", {"params": {}})
+
+
+# -- rate limit (beyond) -----------------------------------------------------------
+
+
+async def test_requests_over_the_rate_limit_get_4290_and_ping_is_not_counted(settings: Any) -> None:
+    settings.WS_GATEWAY = {**settings.WS_GATEWAY, "RATE_LIMIT": {"rate": 0.001, "burst": 3}}
+    async with connect() as s:
+        await s.recv()
+        answers = [await s.exchange(req(i, "test.echo")) for i in range(4)]
+        assert [a.get("result") is not None for a in answers] == [True, True, True, False]
+        limited = answers[3]["error"]
+        assert limited["code"] == 4290 and limited["data"]["retry_after_ms"] > 0
+        check_result(await s.exchange(ping("p")), "p", {"ok": True})

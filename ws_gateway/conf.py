@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_ANONYMOUS": True,
     # Browser origins allowed to open a socket; None = any. A socket from another one: 4503.
     "ALLOWED_ORIGINS": None,
+    # Requests per second a connection may make, e.g. {"rate": 50, "burst": 200} (a token
+    # bucket); over it a request is answered 4290 with data.retry_after_ms. gateway.ping and
+    # replies to server requests are not counted. None = no limit.
+    "RATE_LIMIT": None,
     # Largest inbound text frame (characters); a larger one closes the socket with 4509.
     "MAX_FRAME_CHARS": 1_000_000,
     # Skin sent in gateway.ready and served by config.get skin.

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import workers
+from ..conf import gateway_settings
 from ..outbox import encode
 from . import errors
 from .call import Call, Params
@@ -47,6 +49,32 @@ def error_response(request_id: Any, code: int, message: str, data: Any = None) -
     return {"jsonrpc": "2.0", "id": request_id, "error": err}
 
 
+class TokenBucket:
+    """Requests a connection may make: ``rate`` per second, bursts of ``burst``."""
+
+    def __init__(self, rate: float | None, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    @classmethod
+    def from_settings(cls) -> TokenBucket:
+        limit = gateway_settings.RATE_LIMIT
+        return cls(limit["rate"], limit["burst"]) if limit else cls(None, 0)
+
+    def take(self) -> int:
+        """0 when a request may go ahead, else milliseconds until one may."""
+        if self.rate is None:
+            return 0
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0
+        return max(1, int((1 - self.tokens) / self.rate * 1000))
+
+
 @dataclass
 class Job:
     spec: MethodSpec
@@ -62,6 +90,7 @@ class Dispatcher:
         self._lane: deque[Any] = deque()
         self._lane_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._bucket = TokenBucket.from_settings()
 
     # -- inbound -------------------------------------------------------
 
@@ -113,6 +142,11 @@ class Dispatcher:
             return error_response(request_id, errors.INVALID_PARAMS, "invalid params: expected an object")
         if name == PING:
             return response(request_id, {"ok": True})
+        wait_ms = self._bucket.take()
+        if wait_ms:
+            return error_response(
+                request_id, errors.RATE_LIMITED, "rate limited", {"retry_after_ms": wait_ms}
+            )
         return Job(spec, Call(self.conn, name, Params(params), request_id))
 
     def _batch(self, items: list[Any]) -> None:
