@@ -248,12 +248,8 @@ class Dispatcher:
 
 def _invoke(spec: MethodSpec, call: Call) -> str:
     """Runs on a worker thread: the handler, with DB hygiene, mapped to an encoded response."""
-    from ..forwarding import route
-
     try:
-        result = route(spec, call)
-        if result is None:
-            result = workers.with_db(spec.handler, call)
+        result = workers.with_db(_route_or_handle, spec, call)
     except RpcError as exc:
         frame = {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
     except Exception as exc:
@@ -271,6 +267,14 @@ def _invoke(spec: MethodSpec, call: Call) -> str:
     except (TypeError, ValueError):
         log.exception("response of %s is not JSON", call.method)
         return _internal_error(call)
+
+
+def _route_or_handle(spec: MethodSpec, call: Call) -> Any:
+    """Forward the call to the session's owner when that is another process, else run it here."""
+    from ..forwarding import route  # forwarding builds on rpc; imported late to avoid a cycle
+
+    forwarded = route(spec, call)
+    return forwarded if forwarded is not None else spec.handler(call)
 
 
 def _internal_error(call: Call) -> str:
