@@ -101,3 +101,9 @@ class Session:
 
     async def stored_texts(self) -> list[str]:
         return [text for _, text in stored_rows(self.gateway.env["DATABASE_URL"], self.key)]
+
+
+async def server_saw_close(gateway: Any, client: GatewayClient) -> None:
+    """Wait until the gateway has handled ``client``'s disconnect (its summary line is logged)."""
+    port = client.ws.local_address[1]
+    await eventually(lambda: f"ws closed peer=127.0.0.1:{port} " in gateway.log_text())

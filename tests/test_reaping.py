@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import eventually, server_saw_close
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -111,6 +111,7 @@ async def test_live_session_cap_evicts_least_recent_clientless_idle_sessions(gat
         first = (await owner.call("session.create"))["session_id"]
         second = (await owner.call("session.create"))["session_id"]
         await owner.close()
+        await server_saw_close(gateway, owner)  # both sessions are clientless now
         third = (await watcher.call("session.create"))["session_id"]
         assert (await reclaimed(watcher, first))["reason"] == "lru_evict"
         await watcher.call("session.create")

@@ -36,6 +36,35 @@ def stream(call: Any) -> dict[str, Any]:
     return {"status": "streaming"}
 
 
+@method("test.timed_stream")
+def timed_stream(call: Any) -> dict[str, Any]:
+    """Like ``test.stream``, but every delta carries its emit time: ``"<i>:<time.monotonic_ns()> "``.
+
+    The clock is read just before each ``emit``, so a client on the same machine (CLOCK_MONOTONIC
+    is shared by its processes) computes emit -> receipt latency for every delta, also when deltas
+    arrive merged. ``message.complete.text`` is the joined deltas.
+    """
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    count = p.int("count", 100)
+    delay = (p.int("delay_ms", 0) or 0) / 1000.0
+
+    def run() -> None:
+        clock = time.monotonic_ns
+        emit(live.id, "message.start")
+        parts = []
+        for i in range(count):
+            word = f"{i}:{clock()} "
+            parts.append(word)
+            emit(live.id, "message.delta", {"text": word})
+            if delay:
+                time.sleep(delay)
+        emit(live.id, "message.complete", {"text": "".join(parts), "status": "complete"})
+
+    threading.Thread(target=run, daemon=True).start()
+    return {"status": "streaming"}
+
+
 @method("test.sleep", pool=True)
 def sleep(call: Any) -> dict[str, Any]:
     time.sleep((call.params.int("ms", 1000) or 0) / 1000.0)
