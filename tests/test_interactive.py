@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -243,17 +244,18 @@ async def test_secret_value_appears_nowhere_but_the_answer(gateway):
 
 
 async def test_always_survives_a_server_restart(gateways, tmp_path):
-    settings = {"EXTRA_DANGEROUS_PATTERNS": [[r"\bzap-it\b", "zap the widgets"]]}
+    word = f"zap-{uuid.uuid4().hex[:8]}"  # a pattern of this run only: the database may outlive it
+    settings = {"EXTRA_DANGEROUS_PATTERNS": [[rf"\b{word}\b", "zap the widgets"]]}
     first = gateways.new("memory", **settings)
     async with Session.open(first) as s:
-        mark = await submit(s, "!run echo zap-it")
+        mark = await submit(s, f"!run echo {word}")
         request = await s.client.event("approval.request", s.sid, after=mark)
         assert request["payload"]["description"] == "zap the widgets"
         await s.call("approval.respond", {"choice": "always"})
-        assert (await reply_text(s, mark))["text"] == "Ran: echo zap-it (exit 0)\nzap-it"
+        assert (await reply_text(s, mark))["text"] == f"Ran: echo {word} (exit 0)\n{word}"
     first.stop()
     second = gateways.new("memory", **settings)
     async with Session.open(second) as s:
-        events = await s.turn("!run echo zap-it again")
+        events = await s.turn(f"!run echo {word} again")
         assert not [e for e in events if e["type"] == "approval.request"]
-        assert events[-2]["payload"]["text"] == "Ran: echo zap-it again (exit 0)\nzap-it again"
+        assert events[-2]["payload"]["text"] == f"Ran: echo {word} again (exit 0)\n{word} again"
