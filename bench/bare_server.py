@@ -13,7 +13,13 @@ gateway, and nothing else:
   ``message.start``, ``count`` x ``message.delta {text: "w<i> "}`` and
   ``message.complete``, each through ``loop.call_soon_threadsafe``; on the loop
   every event gets its ``seq``, is encoded and written as its own frame
-  (one frame per delta, no merging) by the connection's writer task.
+  (one frame per delta, no merging) by the connection's writer task;
+- ``test.timed_stream {session_id, count, delay_ms}``: the same, each delta
+  ``"<i>:<time.monotonic_ns() at emit> "`` (as the gateway's test method), for
+  emit -> receipt latency;
+- ``prompt.submit {session_id, text: "!stream N [DELAY_MS]"}``: the demo
+  agent's turn without the agent: ``message.start``, deltas ``"t1 "`` ..
+  ``"tN"``, ``message.complete`` and ``session.info``, emitted the same way.
 
 Like the gateway it sends a ``gateway.ready`` frame first. Compression is off
 (the benchmark client does not offer it to any server either).
@@ -29,6 +35,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -72,17 +79,48 @@ class Conn:
             pass
 
 
-def stream_thread(loop: asyncio.AbstractEventLoop, conn: Conn, sid: str, count: int, delay: float) -> None:
+def stream_thread(
+    loop: asyncio.AbstractEventLoop,
+    conn: Conn,
+    sid: str,
+    count: int,
+    delay: float,
+    word: Callable[[int], str] = "w{} ".format,
+    turn: bool = False,
+) -> None:
+    """Emit ``message.start``, ``count`` deltas ``word(i)`` and ``message.complete`` from this thread.
+
+    ``turn``: ``session.info`` follows, as after a gateway turn.
+    """
     call = loop.call_soon_threadsafe
     call(conn.push_event, sid, "message.start", None)
     parts = []
     for i in range(count):
-        word = f"w{i} "
-        parts.append(word)
-        call(conn.push_event, sid, "message.delta", {"text": word})
+        text = word(i)
+        parts.append(text)
+        call(conn.push_event, sid, "message.delta", {"text": text})
         if delay:
             time.sleep(delay)
     call(conn.push_event, sid, "message.complete", {"text": "".join(parts), "status": "complete"})
+    if turn:
+        call(conn.push_event, sid, "session.info", {"title": ""})
+
+
+def timed_word(i: int) -> str:
+    return f"{i}:{time.monotonic_ns()} "
+
+
+def turn_words(count: int) -> Callable[[int], str]:
+    """The demo agent's ``!stream N`` tokens: ``"t1 "`` .. ``"tN"`` (the last without its space)."""
+    return lambda i: f"t{i + 1}" if i == count - 1 else f"t{i + 1} "
+
+
+def parse_stream_prompt(text: str) -> tuple[int, float] | None:
+    """``!stream N [DELAY_MS]`` -> (N, delay in seconds); None for any other prompt."""
+    parts = text.strip().split()
+    if not 2 <= len(parts) <= 3 or parts[0] != "!stream" or not all(p.isdigit() for p in parts[1:]):
+        return None
+    return int(parts[1]), (int(parts[2]) if len(parts) == 3 else 0) / 1000.0
 
 
 async def handler(ws: ServerConnection) -> None:
@@ -136,12 +174,22 @@ async def handler(ws: ServerConnection) -> None:
                 after = (sid, "session.info", {"title": ""})
             elif method == "session.close":
                 result = {"closed": True}
-            elif method == "test.stream":
+            elif method in ("test.stream", "test.timed_stream"):
                 sid = params["session_id"]
                 count = int(params.get("count", 100))
                 delay = int(params.get("delay_ms", 0) or 0) / 1000.0
+                args = (loop, conn, sid, count, delay) + (
+                    (timed_word,) if method == "test.timed_stream" else ()
+                )
+                threading.Thread(target=stream_thread, args=args, daemon=True).start()
+                result = {"status": "streaming"}
+            elif method == "prompt.submit" and parse_stream_prompt(str(params.get("text", ""))):
+                sid = params["session_id"]
+                count, delay = parse_stream_prompt(str(params["text"]))
                 threading.Thread(
-                    target=stream_thread, args=(loop, conn, sid, count, delay), daemon=True
+                    target=stream_thread,
+                    args=(loop, conn, sid, count, delay, turn_words(count), True),
+                    daemon=True,
                 ).start()
                 result = {"status": "streaming"}
             else:

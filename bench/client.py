@@ -51,6 +51,7 @@ class Conn:
         self.ws = ws
         self.next_id = 0
         self.session_id: str | None = None
+        self.last_seq: dict[str, int | None] = {}  # per session: the last seq a stream reader saw
 
     @classmethod
     async def open(cls, url: str) -> Conn:
@@ -118,8 +119,9 @@ class Conn:
         """A session that dies with this connection; waits for its first ``session.info``."""
         created = await self.call("session.create", {"close_on_disconnect": True, "title": ""})
         sid = created["session_id"]
-        await self.wait_event("session.info", sid)
+        info = await self.wait_event("session.info", sid)
         self.session_id = sid
+        self.last_seq[sid] = info.get("seq")
         return sid
 
 
@@ -363,3 +365,242 @@ async def round_trips(
             elapsed = time.perf_counter() - t0
     latencies = sorted(x for lat in per_conn for x in lat)
     return RoundTrips(method, len(conns), len(latencies), elapsed, latencies)
+
+
+# -- turns and timed streams (emit -> receipt latency) -------------------------
+
+
+def expected_turn_text(count: int) -> str:
+    """The demo agent's reply to ``!stream N``: ``"t1 t2 ... tN"``."""
+    return " ".join(f"t{i}" for i in range(1, count + 1))
+
+
+@dataclass
+class SessionStream:
+    """What one client received of one session's stream (a turn, or a ``test.timed_stream``)."""
+
+    count: int  # deltas emitted
+    t0: int  # monotonic ns: the request was sent
+    done: int  # monotonic ns: message.complete received here
+    events: int  # session events received (each with its seq), deltas merged or not
+    delta_events: int
+    chars: int  # characters of delta text received
+    exact: bool  # text as expected and equal to message.complete.text (timed: every index in order)
+    lost: int  # seq numbers skipped + (timed) delta indices missing
+    latencies: list[float] = field(repr=False)  # ms, emit -> receipt, one per delta (timed streams)
+    first_delta: int = 0  # monotonic ns: the first delta received here
+    problem: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        return (self.done - self.t0) / 1e9
+
+    @property
+    def first_delta_ms(self) -> float:
+        return (self.first_delta - self.t0) / 1e6 if self.first_delta else math.nan
+
+    @property
+    def ok(self) -> bool:
+        return self.exact and not self.lost
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.elapsed if self.elapsed > 0 else math.nan
+
+    @property
+    def deltas_per_s(self) -> float:
+        return self.count / self.elapsed if self.elapsed > 0 else math.nan
+
+
+async def read_session_stream(
+    conn: Conn,
+    sid: str,
+    rid: int | None,
+    count: int,
+    want: str | None,
+    t0: int,
+    *,
+    until: str = "message.complete",
+) -> SessionStream:
+    """Read one session's stream on ``conn`` until ``until`` (after ``message.complete``) and the
+    response ``rid`` (None: this client did not send the request). Bounded in frames; the caller
+    bounds it in time.
+
+    ``want``: the exact text expected (None: a timed stream, whose deltas are ``"<i>:<ns> "`` with
+    ``i`` = 0, 1, ... in order; each receipt time is taken right after the frame is read, before
+    parsing). Seq must follow the connection's last seen seq of the session (when known) without a
+    gap; every skipped number counts as lost.
+    """
+    ws = conn.ws
+    clock = time.monotonic_ns
+    loads = json.loads
+    parts: list[str] = []
+    latencies: list[float] = []
+    events = delta_events = lost = 0
+    last_seq = conn.last_seq.get(sid)
+    next_index = 0
+    in_order = True
+    complete: dict[str, Any] | None = None
+    done = first_delta = 0
+    ended = False
+    responded = rid is None
+    problem = ""
+    max_frames = 3 * count + 1000
+    for _ in range(max_frames):
+        if ended and responded:
+            break
+        raw = await ws.recv()
+        recv_ns = clock()
+        msg = loads(raw)
+        for item in msg if isinstance(msg, list) else [msg]:
+            if rid is not None and item.get("id") == rid:
+                if "error" in item:
+                    raise BenchError(f"request failed: {item['error']}")
+                responded = True
+                continue
+            if item.get("method") != "event":
+                continue
+            params = item["params"]
+            if params.get("session_id") != sid:
+                continue
+            events += 1
+            seq = params.get("seq")
+            if not isinstance(seq, int):
+                problem = problem or "event without seq"
+            else:
+                if last_seq is not None and seq != last_seq + 1:
+                    lost += max(0, seq - last_seq - 1)
+                    problem = problem or f"seq {last_seq} -> {seq}"
+                last_seq = seq
+            type_ = params.get("type")
+            if type_ == "message.delta":
+                if not delta_events:
+                    first_delta = recv_ns
+                delta_events += 1
+                text = params["payload"]["text"]
+                parts.append(text)
+                if want is None:
+                    for word in text.split():
+                        index, _, ns = word.partition(":")
+                        if index != str(next_index) and in_order:
+                            in_order = False
+                            problem = problem or f"delta {next_index} expected, got {index!r}"
+                        next_index += 1
+                        latencies.append((recv_ns - int(ns)) / 1e6)
+            elif type_ == "message.complete" and complete is None:
+                complete = params.get("payload") or {}
+                done = recv_ns
+                ended = until == "message.complete"
+            elif type_ == until and complete is not None:
+                ended = True
+    else:
+        raise BenchError(f"stream: more than {max_frames} frames without {until}")
+    conn.last_seq[sid] = last_seq
+    got = "".join(parts)
+    assert complete is not None
+    if want is not None:
+        exact = got == want and complete.get("text") == want
+    else:
+        exact = in_order and next_index == count and got == complete.get("text")
+        lost += max(0, count - next_index)  # deltas missing from the text
+    if not exact and not problem:
+        problem = f"text mismatch: got {len(got)} chars" + (f", want {len(want)}" if want is not None else "")
+    return SessionStream(
+        count, t0, done, events, delta_events, len(got), exact, lost, latencies, first_delta, problem
+    )
+
+
+async def session_stream(
+    conn: Conn,
+    method: str,
+    params: dict[str, Any],
+    count: int,
+    want: str | None,
+    timeout: float,
+    *,
+    until: str = "message.complete",
+    watchers: list[Conn] = (),  # type: ignore[assignment]
+) -> tuple[SessionStream, list[SessionStream]]:
+    """Send ``method`` on ``conn`` (its session) and read the stream there and on every watcher
+    (other clients attached to the same session), all at once."""
+    sid = params["session_id"]
+    rid, text = conn.frame(method, params)
+    t0 = time.monotonic_ns()
+    async with _explain_timeout(
+        asyncio.timeout(timeout), lambda: f"{method}: stream not complete within {timeout:g} s"
+    ):
+        await conn.ws.send(text)
+        runs = await asyncio.gather(
+            read_session_stream(conn, sid, rid, count, want, t0, until=until),
+            *(read_session_stream(w, sid, None, count, want, t0, until=until) for w in watchers),
+        )
+    return runs[0], list(runs[1:])
+
+
+@dataclass
+class ParallelSessions:
+    """N sessions streaming at once, one connection each; aggregate figures."""
+
+    runs: list[SessionStream] = field(repr=False)
+    t0: int
+    done: int  # the last message.complete
+
+    @property
+    def elapsed(self) -> float:
+        return (self.done - self.t0) / 1e9
+
+    @property
+    def chars(self) -> int:
+        return sum(r.chars for r in self.runs)
+
+    @property
+    def chars_per_s(self) -> float:
+        return self.chars / self.elapsed if self.elapsed > 0 else math.nan
+
+    @property
+    def deltas_per_s(self) -> float:
+        return sum(r.count for r in self.runs) / self.elapsed if self.elapsed > 0 else math.nan
+
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.runs)
+
+    @property
+    def delta_events(self) -> int:
+        return sum(r.delta_events for r in self.runs)
+
+    @property
+    def lost(self) -> int:
+        return sum(r.lost for r in self.runs)
+
+    @property
+    def exact(self) -> bool:
+        return all(r.exact for r in self.runs)
+
+    @property
+    def problem(self) -> str:
+        return "; ".join(sorted({r.problem for r in self.runs if r.problem}))
+
+
+async def parallel_sessions(
+    conns: list[Conn],
+    method: str,
+    extra: dict[str, Any],
+    count: int,
+    want: str | None,
+    timeout: float,
+    *,
+    until: str = "message.complete",
+) -> ParallelSessions:
+    """Every connection runs ``method {session_id, **extra}`` on its session, all at once."""
+    t0 = time.monotonic_ns()
+    pairs = await asyncio.gather(
+        *(
+            session_stream(
+                c, method, {"session_id": c.session_id, **extra}, count, want, timeout, until=until
+            )
+            for c in conns
+        )
+    )
+    runs = [run for run, _ in pairs]
+    return ParallelSessions(runs, t0, max(r.done for r in runs))

@@ -31,20 +31,34 @@ from typing import Any
 
 import websockets
 from client import (
+    BenchError,
     Conn,
+    ParallelSessions,
     ParallelStreams,
     RoundTrips,
+    SessionStream,
     StreamRun,
     close_many,
     expected_text,
+    expected_turn_text,
     open_many,
+    parallel_sessions,
     parallel_streams,
     percentile,
     round_trips,
+    session_stream,
     stream_once,
 )
 
-from tests.services import Gateway, RedisServer, free_port, migrate, server_env, wait_port
+from tests.services import (
+    Gateway,
+    RedisServer,
+    WorkerCluster,
+    free_port,
+    migrate,
+    server_env,
+    wait_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -254,7 +268,11 @@ class Config:
     per_delta: bool
     pin: bool
     idle_conns: int
-    only: str  # "" (both), "streams" or "rpc"
+    only: str  # "" (all), "streams", "rpc", "turns" or "cross"
+    turns: int = 50  # concurrent sessions of (c); 0 skips it
+    turn_paced_ms: int = 5  # spacing of the paced timed streams of (c); 0 skips that row
+    turn_rounds: int = 3
+    cross_rounds: int = 7
     gateway_settings: dict[str, Any] = field(default_factory=dict)
     max_calls: int = 10_000_000
 
@@ -277,6 +295,8 @@ class Result:
     diagnostic: bool = False
     streams: list[dict[str, Any]] = field(default_factory=list)
     rpcs: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    cross: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
 
 
@@ -287,7 +307,7 @@ def targets_for(cfg: Config) -> list[Target]:
             for rl in cfg.redis_layers if layer == "redis" else [""]:
                 label = f"gateway {server}/{layer}" + (f"-{rl}" if rl and len(cfg.redis_layers) > 1 else "")
                 out.append(Target(label, "gateway", server, layer, rl, dict(cfg.gateway_settings)))
-    if cfg.per_delta:
+    if cfg.per_delta and cfg.only in ("", "streams"):
         # The first gateway again with delta merging off: one frame per delta, like the bare server.
         first = out[1]
         settings = {**cfg.gateway_settings, "DELTA_FLUSH_MS": 0}
@@ -574,6 +594,311 @@ async def rpc_phase(lives: list[Live], cfg: Config, say: Callable[[str], None]) 
             await close_many([c for cs in conns.values() for c in cs])
 
 
+# -- (c) turns -----------------------------------------------------------------
+
+TURN_TEXT = "turn !stream"  # workload names of the (c) rows
+TIMED_BURST = "timed burst"
+
+
+class PidsMeter:
+    """CPU of named processes across a block (None pid: not measured), and how busy everyone else was."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.cpu: dict[str, float] = {}
+        self.others = 0.0
+
+    def __enter__(self) -> PidsMeter:
+        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        self.m0 = machine_jiffies()
+        self.o0 = our_user_seconds()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cpu = {k: cpu_seconds(p) - self.c0[k] for k, p in self.pids.items()}
+        m1 = machine_jiffies()
+        ours = our_user_seconds() - self.o0
+        self.others = math.nan  # unknown over a block too short for 10 ms ticks (a burst)
+        if self.m0 is not None and m1 is not None and m1[2] - self.m0[2] >= 50 and not math.isnan(ours):
+            busy = (m1[0] - self.m0[0] + m1[1] - self.m0[1]) / _CLK_TCK
+            self.others = max(0.0, busy - ours) / ((m1[2] - self.m0[2]) / _CLK_TCK)
+
+
+def latency_figures(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "deltas_timed": len(ordered),
+        "p50_ms": percentile(ordered, 50),
+        "p99_ms": percentile(ordered, 99),
+        "max_ms": ordered[-1] if ordered else math.nan,
+    }
+
+
+def turn_row(
+    label: str, workload: str, delay_ms: int, runs: list[ParallelSessions], meters: list[CpuMeter]
+) -> dict[str, Any]:
+    mid = sorted(runs, key=lambda r: r.chars_per_s)[len(runs) // 2]
+    cpu = cpu_sum(meters)
+    return {
+        "target": label,
+        "workload": workload,
+        "rounds": len(runs),
+        "sessions": len(mid.runs),
+        "count": mid.runs[0].count,
+        "delay_ms": delay_ms,
+        "elapsed_ms": mid.elapsed * 1000,
+        "chars_per_s": mid.chars_per_s,
+        "deltas_per_s": mid.deltas_per_s,
+        "spread_pct": spread_pct([r.chars_per_s for r in runs]),
+        "events_per_session": statistics.fmean(r.events / len(r.runs) for r in runs),
+        "first_delta_ms": statistics.median(s.first_delta_ms for r in runs for s in r.runs),
+        **latency_figures([x for r in runs for s in r.runs for x in s.latencies]),
+        "lost": sum(r.lost for r in runs),
+        "exact": all(r.exact for r in runs),
+        "problem": "; ".join(sorted({r.problem for r in runs if r.problem})),
+        "server_cpu_ms": cpu["server"] * 1000 / len(runs),
+        "others_pct": 100 * max(m.others for m in meters),
+    }
+
+
+@dataclass
+class TurnWorkload:
+    name: str
+    method: str
+    extra: dict[str, Any]  # params besides session_id
+    count: int  # deltas per session
+    want: str | None = None  # the exact text; None: a timed stream (checked by its indices)
+    until: str = "message.complete"  # the stream ends with this event (after message.complete)
+
+
+def check_parallel(run: ParallelSessions, what: str) -> None:
+    """A warm-up must be exact too (its figures are dropped, not its errors)."""
+    if run.lost or not run.exact:
+        raise BenchError(f"{what}: lost {run.lost}, {run.problem}")
+
+
+async def turns_phase(lives: list[Live], cfg: Config, say: Callable[[str], None]) -> None:
+    lives = [live for live in lives if not live.target.diagnostic]
+    n, count = cfg.turns, cfg.count
+    paced_count = min(count, max(1, 1000 // cfg.turn_paced_ms)) if cfg.turn_paced_ms else 0
+    say(
+        f"\n== (c) turns: {n} concurrent sessions, one connection each; {cfg.turn_rounds} rounds per"
+        " server, interleaved"
+    )
+    want = expected_turn_text(count)
+    workloads = [
+        TurnWorkload(TURN_TEXT, "prompt.submit", {"text": f"!stream {count}"}, count, want, "session.info"),
+        TurnWorkload(TIMED_BURST, "test.timed_stream", {"count": count, "delay_ms": 0}, count),
+    ]
+    if paced_count:
+        extra = {"count": paced_count, "delay_ms": cfg.turn_paced_ms}
+        workloads.append(
+            TurnWorkload(f"timed paced {cfg.turn_paced_ms}ms", "test.timed_stream", extra, paced_count)
+        )
+    conns: dict[Live, list[Conn]] = {}
+
+    async def one_round(live: Live, wl: TurnWorkload) -> ParallelSessions:
+        return await parallel_sessions(
+            conns[live], wl.method, wl.extra, wl.count, wl.want, STREAM_TIMEOUT, until=wl.until
+        )
+
+    try:
+        for live in active(lives):
+
+            async def setup(live: Live = live) -> None:
+                conns[live] = await open_many(live.url, n, with_sessions=True)
+                for wl in workloads[:2]:  # warm-up
+                    check_parallel(await one_round(live, wl), f"warm-up {wl.name}")
+
+            await guarded(live, setup, say)
+        for wl in workloads:
+            runs: dict[Live, list[tuple[ParallelSessions, CpuMeter]]] = {live: [] for live in lives}
+            for r in range(cfg.turn_rounds):
+                for live in active(lives, r):
+
+                    async def measure(live: Live = live, wl: TurnWorkload = wl, runs: Any = runs) -> None:
+                        await asyncio.sleep(0.05)  # a quiet period before each round, as between turns
+                        with live.meter() as m:
+                            run = await one_round(live, wl)
+                        runs[live].append((run, m))
+
+                    await guarded(live, measure, say)
+            for live in lives:
+                if runs[live] and not live.result.error:
+                    got, meters = zip(*runs[live], strict=True)
+                    row = turn_row(live.label, wl.name, wl.extra.get("delay_ms", 0), list(got), list(meters))
+                    live.result.turns.append(row)
+                    lat = (
+                        ""
+                        if wl.want is not None
+                        else f"  p50 {row['p50_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms"
+                    )
+                    say(
+                        f"  {live.label:<32} {wl.name:<18} {row['chars_per_s']:>12,.0f} chars/s"
+                        f"{lat}  lost {row['lost']}"
+                    )
+    finally:
+        await close_many([c for cs in conns.values() for c in cs])
+
+
+# -- (d) cross-process ---------------------------------------------------------
+
+
+class BenchCluster(WorkerCluster):
+    """``WorkerCluster`` that stops what it started when it fails to come up."""
+
+    def __init__(self, env: dict[str, str], logdir: Path, workers: int) -> None:
+        try:
+            super().__init__(env, logdir, workers)
+        except BaseException:
+            if getattr(self, "proc", None) is not None:
+                self.workers = getattr(self, "workers", [])
+                self.stop()
+            raise
+
+
+@dataclass(eq=False)
+class ClusterLive:
+    """A started 2-worker cluster on a private Redis, for one channels_redis layer."""
+
+    redis_layer: str
+    server: BenchCluster  # named like Live.server for guarded()
+    redis: RedisServer
+    result: Result
+
+    @property
+    def label(self) -> str:
+        return f"cluster {self.redis_layer}"
+
+    def meter(self) -> PidsMeter:
+        w1, w2 = self.server.workers[:2]
+        return PidsMeter({"w1": w1.pid, "w2": w2.pid, "redis": self.redis.proc.pid})
+
+    def alive(self) -> bool:
+        if self.result.error:
+            return False
+        dead = [w.name for w in self.server.workers if not w.alive()]
+        if self.server.proc.poll() is not None or dead:
+            self.result.error = f"cluster process or worker exited ({', '.join(dead) or 'manager'})"
+            return False
+        return True
+
+
+CROSS_WHERE = ("same worker", "other worker")
+
+
+def cross_row(
+    layer: str, variant: str, where: str, runs: list[SessionStream], meters: list[PidsMeter]
+) -> dict[str, Any]:
+    n = len(runs)
+    return {
+        "redis_layer": layer,
+        "variant": variant,
+        "where": where,
+        "rounds": n,
+        "count": runs[0].count,
+        **latency_figures([x for r in runs for x in r.latencies]),
+        "events_per_s": statistics.median(r.events_per_s for r in runs),
+        "deltas_per_s": statistics.median(r.deltas_per_s for r in runs),
+        "events_per_stream": statistics.fmean(r.events for r in runs),
+        "elapsed_ms": statistics.median(r.elapsed for r in runs) * 1000,
+        "lost": sum(r.lost for r in runs),
+        "exact": all(r.exact for r in runs),
+        "problem": "; ".join(sorted({r.problem for r in runs if r.problem})),
+        "w1_cpu_ms": sum(m.cpu["w1"] for m in meters) * 1000 / n,
+        "w2_cpu_ms": sum(m.cpu["w2"] for m in meters) * 1000 / n,
+        "redis_cpu_ms": sum(m.cpu["redis"] for m in meters) * 1000 / n,
+        "others_pct": 100 * max((m.others for m in meters if not math.isnan(m.others)), default=math.nan),
+    }
+
+
+async def cross_phase(clusters: list[ClusterLive], cfg: Config, say: Callable[[str], None]) -> None:
+    count = cfg.count
+    variants = [("burst", 0)] + ([(f"paced {cfg.paced_ms}ms", cfg.paced_ms)] if cfg.paced_ms else [])
+    say(
+        f"\n== (d) cross-process: {count} timed deltas per stream; {cfg.cross_rounds} rounds,"
+        f" layers {'/'.join(c.redis_layer for c in clusters)} interleaved"
+    )
+    pairs: dict[ClusterLive, tuple[Conn, Conn]] = {}
+    opened: list[Conn] = []
+    try:
+        for cl in active(clusters):
+
+            async def setup(cl: ClusterLive = cl) -> None:
+                w1, w2 = cl.server.workers[:2]
+                owner = await Conn.open(w1.url)
+                opened.append(owner)
+                created = await owner.call("session.create", {"close_on_disconnect": True, "title": ""})
+                sid, key = created["session_id"], created["stored_session_id"]
+                info = await owner.wait_event("session.info", sid)
+                owner.session_id = sid
+                owner.last_seq[sid] = info.get("seq")
+                other = await Conn.open(w2.url)
+                opened.append(other)
+                resumed = await other.call("session.resume", {"session_id": key, "omit_messages": True})
+                if resumed.get("session_id") != sid:
+                    raise BenchError(
+                        f"session.resume on worker 2 gave {resumed.get('session_id')}, not {sid}"
+                    )
+                other.session_id = sid
+                pairs[cl] = (owner, other)
+                params = {"session_id": sid, "count": count, "delay_ms": 0}
+                for _ in range(2):  # warm-up: also sets both clients' last seen seq
+                    same, (cross,) = await session_stream(
+                        owner, "test.timed_stream", params, count, None, STREAM_TIMEOUT, watchers=[other]
+                    )
+                    for run, where in ((same, "same"), (cross, "other")):
+                        if run.lost or not run.exact:
+                            raise BenchError(f"warm-up ({where} worker): lost {run.lost}, {run.problem}")
+
+            await guarded(cl, setup, say)
+        runs = {(cl, v, w): [] for cl in clusters for v, _ in variants for w in CROSS_WHERE}
+        meters: dict[tuple[ClusterLive, str], list[PidsMeter]] = {
+            (cl, v): [] for cl in clusters for v, _ in variants
+        }
+        for r in range(cfg.cross_rounds):
+            for variant, delay in variants:
+                for cl in active(clusters, r):
+
+                    async def measure(
+                        cl: ClusterLive = cl, variant: str = variant, delay: int = delay
+                    ) -> None:
+                        owner, other = pairs[cl]
+                        params = {"session_id": owner.session_id, "count": count, "delay_ms": delay}
+                        await asyncio.sleep(0.05)  # a quiet period before each stream, as between turns
+                        with cl.meter() as m:
+                            same, (cross,) = await session_stream(
+                                owner,
+                                "test.timed_stream",
+                                params,
+                                count,
+                                None,
+                                STREAM_TIMEOUT,
+                                watchers=[other],
+                            )
+                        runs[(cl, variant, "same worker")].append(same)
+                        runs[(cl, variant, "other worker")].append(cross)
+                        meters[(cl, variant)].append(m)
+
+                    await guarded(cl, measure, say)
+        for cl in clusters:
+            if cl.result.error:
+                continue
+            for variant, _ in variants:
+                for where in CROSS_WHERE:
+                    got = runs[(cl, variant, where)]
+                    if got:
+                        row = cross_row(cl.redis_layer, variant, where, got, meters[(cl, variant)])
+                        cl.result.cross.append(row)
+                        say(
+                            f"  {cl.redis_layer:<7} {variant:<10} {where:<13} p50 {row['p50_ms']:7.2f} ms"
+                            f"  p99 {row['p99_ms']:7.2f} ms  {row['events_per_s']:8,.0f} events/s"
+                            f"  {row['deltas_per_s']:9,.0f} deltas/s  lost {row['lost']}"
+                        )
+    finally:
+        await close_many(opened)
+
+
 # -- the run -------------------------------------------------------------------
 
 
@@ -630,6 +955,26 @@ class Run:
         redis_pid = self.redis.proc.pid if (self.redis and target.layer == "redis") else None
         return Live(target, server, redis_pid, Result(target.label, target.diagnostic))
 
+    def start_cluster(self, redis_layer: str) -> ClusterLive:
+        """``manage.py gateway_workers --workers 2`` on a private Redis of its own (always private:
+        the cluster's keys and the layer's channels must not meet another run's), the run's database."""
+        t0 = time.perf_counter()
+        redis = RedisServer(self.tmp / f"redis-{redis_layer}")
+        self.procs.append(redis)
+        settings = {**self.cfg.gateway_settings, "DRAIN_S": 2.0}
+        env = server_env(
+            self.db_url, redis.url, {"REDIS_LAYER": redis_layer, "GATEWAY_SETTINGS": json.dumps(settings)}
+        )
+        cluster = BenchCluster(env, self.logdir, 2)
+        self.procs.append(cluster)
+        if self.cfg.pin:
+            for pid in [cluster.proc.pid] + [w.pid for w in cluster.workers]:
+                pin(pid, {SERVER_CPU})
+        took = time.perf_counter() - t0
+        ports = ", ".join(f"{w.name} :{w.port} pid {w.pid}" for w in cluster.workers)
+        self.say(f"started cluster {redis_layer:<24} {ports}; redis :{redis.port} ({took:.1f}s)")
+        return ClusterLive(redis_layer, cluster, redis, Result(f"cluster {redis_layer}"))
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             try:
@@ -645,7 +990,9 @@ class Run:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-async def run_phases(lives: list[Live], cfg: Config, say: Callable[[str], None]) -> None:
+async def run_phases(
+    lives: list[Live], clusters: list[ClusterLive], cfg: Config, say: Callable[[str], None]
+) -> None:
     idle: list[Conn] = []
     try:
         if cfg.idle_conns:
@@ -660,6 +1007,10 @@ async def run_phases(lives: list[Live], cfg: Config, say: Callable[[str], None])
             await streams_phase(lives, cfg, say)
         if cfg.only in ("", "rpc"):
             await rpc_phase(lives, cfg, say)
+        if cfg.only in ("", "turns") and cfg.turns:
+            await turns_phase(lives, cfg, say)
+        if clusters:
+            await cross_phase(clusters, cfg, say)
     finally:
         await close_many(idle)
 
@@ -693,11 +1044,7 @@ def redone(row: dict[str, Any]) -> str:
     return text
 
 
-def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
-    chars = len(expected_text(cfg.count))
-    out = []
-    streams = [s for r in results for s in r.streams]
-    rpcs = [x for r in results for x in r.rpcs]
+def streams_table(out: list[str], streams: list[dict[str, Any]], cfg: Config, chars: int) -> None:
     out.append(
         f"\n(a) Streams: {cfg.count} deltas 'w0 '..'w{cfg.count - 1}' ({chars} chars) emitted by a plain"
         " thread; time = request sent -> message.complete received; median run"
@@ -738,6 +1085,9 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
             {2, 3, 4, 5, 6, 7, 8, 9, 10},
         )
     )
+
+
+def rpcs_table(out: list[str], rpcs: list[dict[str, Any]], cfg: Config) -> None:
     out.append(
         f"\n(b) Round trips: one outstanding call per connection; {cfg.rounds} rounds x"
         f" {cfg.duration / cfg.rounds:.2g} s per row; calls/s = median round;"
@@ -779,6 +1129,218 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
             {2, 3, 4, 5, 6, 7, 8, 9, 10},
         )
     )
+
+
+def turns_table(out: list[str], turns: list[dict[str, Any]], cfg: Config) -> None:
+    out.append(
+        f"\n(c) Turns: {cfg.turns} sessions streaming at once, one connection each; {cfg.turn_rounds} rounds,"
+        " chars/s = median round (aggregate: all delta text / first request -> last message.complete)"
+    )
+    out.append(
+        f"    '{TURN_TEXT}': prompt.submit '!stream {cfg.count}' (gateway: the real demo agent's turn;"
+        " bare: the same events from a thread), for the text rate only"
+    )
+    out.append(
+        "    'timed ...': test.timed_stream, deltas carry time.monotonic_ns() at emit; latency = receipt"
+        " - emit of every delta (merged ones too), all rounds; 1st delta ms: request -> first delta,"
+        " median session"
+    )
+    out.append(
+        table(
+            [
+                "target",
+                "workload",
+                "rounds",
+                "deltas",
+                "ms",
+                "chars/s",
+                "deltas/s",
+                "spread",
+                "events/session",
+                "1st delta ms",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "srv CPU ms",
+                "lost",
+                "exact",
+            ],
+            [
+                [
+                    t["target"],
+                    t["workload"],
+                    str(t["rounds"]),
+                    f"{t['sessions']}x{t['count']}",
+                    fmt(t["elapsed_ms"], ",.0f"),
+                    fmt(t["chars_per_s"], ",.0f"),
+                    fmt(t["deltas_per_s"], ",.0f"),
+                    fmt(t["spread_pct"], ".0f") + "%",
+                    fmt(t["events_per_session"], ",.0f"),
+                    fmt(t["first_delta_ms"], ".1f"),
+                    fmt(t["p50_ms"], ".2f"),
+                    fmt(t["p99_ms"], ".2f"),
+                    fmt(t["max_ms"], ".1f"),
+                    fmt(t["server_cpu_ms"], ",.0f"),
+                    str(t["lost"]),
+                    ("yes" if t["exact"] else f"NO ({t['problem']})")
+                    + (
+                        f" (noisy: others {t['others_pct']:.0f}%)"
+                        if t["others_pct"] > 100 * NOISY_SHARE
+                        else ""
+                    ),
+                ]
+                for t in turns
+            ],
+            {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+        )
+    )
+
+
+def cross_tables(out: list[str], rows: list[dict[str, Any]], cfg: Config) -> None:
+    layers = list(dict.fromkeys(x["redis_layer"] for x in rows))
+    variants = list(dict.fromkeys(x["variant"] for x in rows))
+    out.append(
+        f"\n(d) Cross-process: a 2-worker cluster per Redis layer (gateway_workers, private redis-server);"
+        f" session on worker 1, test.timed_stream of {cfg.count} deltas run there; one client on worker 1"
+        " (same worker) and one on worker 2 attached with session.resume (other worker) read the same"
+        f" stream at once; {cfg.cross_rounds} rounds, layers interleaved"
+    )
+    out.append(
+        "    latency = receipt - emit of every delta, all rounds; events/s and deltas/s per session ="
+        " median round (request -> message.complete on that client); events = frames per stream;"
+        " CPU ms per stream of worker 1, worker 2 and redis-server (10 ms ticks)"
+    )
+    out.append(
+        table(
+            [
+                "layer",
+                "variant",
+                "client on",
+                "rounds",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "events/s",
+                "deltas/s",
+                "events",
+                "lost",
+                "exact",
+                "w1 CPU",
+                "w2 CPU",
+                "redis CPU",
+            ],
+            [
+                [
+                    x["redis_layer"],
+                    x["variant"],
+                    x["where"],
+                    str(x["rounds"]),
+                    fmt(x["p50_ms"], ".2f"),
+                    fmt(x["p99_ms"], ".2f"),
+                    fmt(x["max_ms"], ".1f"),
+                    fmt(x["events_per_s"], ",.0f"),
+                    fmt(x["deltas_per_s"], ",.0f"),
+                    fmt(x["events_per_stream"], ".0f"),
+                    str(x["lost"]),
+                    ("yes" if x["exact"] else f"NO ({x['problem']})")
+                    + (
+                        f" (noisy: others {x['others_pct']:.0f}%)"
+                        if x["others_pct"] > 100 * NOISY_SHARE
+                        else ""
+                    ),
+                    # CPU per stream: both clients read the same stream, so it is shown once.
+                    *(
+                        (fmt(x[k], ".0f") for k in ("w1_cpu_ms", "w2_cpu_ms", "redis_cpu_ms"))
+                        if x["where"] == CROSS_WHERE[0]
+                        else ("", "", "")
+                    ),
+                ]
+                for x in rows
+            ],
+            {3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14},
+        )
+    )
+
+    def find(layer: str, variant: str, where: str) -> dict[str, Any] | None:
+        return next(
+            (x for x in rows if (x["redis_layer"], x["variant"], x["where"]) == (layer, variant, where)), None
+        )
+
+    figures = [("p50_ms", "p50 ms", ".2f"), ("p99_ms", "p99 ms", ".2f")]
+    figures += [("events_per_s", "events/s", ",.0f"), ("deltas_per_s", "deltas/s", ",.0f")]
+    ratio_rows = []
+    for layer in layers:
+        for variant in variants:
+            same, other = find(layer, variant, "same worker"), find(layer, variant, "other worker")
+            if not same or not other:
+                continue
+            for key, name, spec in figures:
+                ratio_rows.append(
+                    [
+                        layer,
+                        variant,
+                        name,
+                        fmt(same[key], spec),
+                        fmt(other[key], spec),
+                        ratio_text(other[key], same[key]),
+                    ]
+                )
+    if ratio_rows:
+        out.append("\nCross / same worker (latency > 1x = the other worker's client waits longer)")
+        out.append(
+            table(["layer", "variant", "figure", "same", "other", "other/same"], ratio_rows, {3, 4, 5})
+        )
+    if len(layers) > 1:
+        a, b = layers[0], layers[1]
+        cpu = [("w1_cpu_ms", "w1 CPU ms", ".0f"), ("w2_cpu_ms", "w2 CPU ms", ".0f")]
+        cpu += [("redis_cpu_ms", "redis CPU ms", ".0f")]
+        side = []
+        for variant in variants:
+            # Latency and rates for each client; CPU once per stream (both clients read the same one).
+            for where, keys in [*((w, figures) for w in CROSS_WHERE), ("(per stream)", cpu)]:
+                x = find(a, variant, where if where in CROSS_WHERE else CROSS_WHERE[0])
+                y = find(b, variant, where if where in CROSS_WHERE else CROSS_WHERE[0])
+                if not x or not y:
+                    continue
+                for key, name, spec in keys:
+                    side.append(
+                        [
+                            variant,
+                            where,
+                            name,
+                            fmt(x[key], spec),
+                            fmt(y[key], spec),
+                            ratio_text(y[key], x[key]),
+                        ]
+                    )
+        out.append(
+            f"\n{a} vs {b}, same load, rounds interleaved ({b}/{a}: latency or CPU > 1x = {b} costs more;"
+            " CPU in 10 ms ticks)"
+        )
+        out.append(table(["variant", "client on", "figure", a, b, f"{b}/{a}"], side, {3, 4, 5}))
+
+
+def ratio_text(num: float, den: float) -> str:
+    if not den or math.isnan(num) or math.isnan(den):
+        return "-"
+    return f"{num / den:.2f}x"
+
+
+def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
+    chars = len(expected_text(cfg.count))
+    out = []
+    streams = [s for r in results for s in r.streams]
+    rpcs = [x for r in results for x in r.rpcs]
+    turns = [t for r in results for t in r.turns]
+    crosses = [x for r in results for x in r.cross]
+    if streams:
+        streams_table(out, streams, cfg, chars)
+    if rpcs:
+        rpcs_table(out, rpcs, cfg)
+    if turns:
+        turns_table(out, turns, cfg)
+    if crosses:
+        cross_tables(out, crosses, cfg)
     redis_lines = [
         f"  {s['target']:<32} stream {s['mode']:<12} {s['redis_cpu_ms']:.1f} ms per stream"
         for s in streams
@@ -793,7 +1355,8 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
         out.extend(redis_lines)
 
     bare = next((r for r in results if r.target == BARE), None)
-    all_ok = all(not r.error for r in results) and all(s["exact"] for s in streams)
+    checked = [s["exact"] for s in streams] + [x["exact"] and not x["lost"] for x in turns + crosses]
+    all_ok = all(not r.error for r in results) and all(checked)
 
     def stream_of(target: str, mode: str) -> dict[str, Any] | None:
         return next((s for s in streams if s["target"] == target and s["mode"] == mode), None)
@@ -802,6 +1365,9 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
         return next(
             (x for x in rpcs if x["target"] == target and x["call"] == call and x["conns"] == conns), None
         )
+
+    def turn_of(target: str, workload: str) -> dict[str, Any] | None:
+        return next((t for t in turns if t["target"] == target and t["workload"] == workload), None)
 
     specs: list[tuple[str, Callable[[str], dict[str, Any] | None], str, float | None, bool]] = []
     modes = sorted({s["mode"] for s in streams}, key=lambda m: (m != "burst", m))
@@ -815,7 +1381,7 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
                 True,
             )
         )
-    for call, _ in CALLS:
+    for call, _ in CALLS if rpcs else []:
         for n in sorted({1, cfg.conns}):
             goal = 0.6 if (call == "gateway.ping" and n == 1) else None
             specs.append(
@@ -823,6 +1389,22 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
             )
             specs.append(
                 (f"{call} p50 x{n} (bare/gw)", lambda t, c=call, n=n: rpc_of(t, c, n), "p50_ms", None, False)
+            )
+    for workload in dict.fromkeys(t["workload"] for t in turns):
+        if workload == TURN_TEXT:
+            specs.append(
+                (
+                    f"turns x{cfg.turns} chars/s",
+                    lambda t, w=workload: turn_of(t, w),
+                    "chars_per_s",
+                    None,
+                    True,
+                )
+            )
+            continue
+        for q in ("p50", "p99"):
+            specs.append(
+                (f"{workload} {q} (bare/gw)", lambda t, w=workload: turn_of(t, w), f"{q}_ms", None, False)
             )
     rows = []
     goals_met = True
@@ -847,16 +1429,17 @@ def report(results: list[Result], cfg: Config) -> tuple[str, bool]:
             rows.append(
                 [r.target, name, fmt(mine[key], spec), fmt(base[key], spec), f"{ratio:.2f}x", verdict]
             )
-    out.append("\nRatios gateway / bare (> 1 = gateway better; p50 rows are bare/gateway latency)")
-    out.append(table(["target", "figure", "gateway", "bare", "ratio", "goal"], rows, {2, 3, 4}))
+    if rows:
+        out.append("\nRatios gateway / bare (> 1 = gateway better; latency rows are bare/gateway)")
+        out.append(table(["target", "figure", "gateway", "bare", "ratio", "goal"], rows, {2, 3, 4}))
     errors = [f"{r.target}: {r.error}" for r in results if r.error]
     if errors:
         out.append("\nERRORS:\n  " + "\n  ".join(errors))
-    exact = "yes" if streams and all(s["exact"] for s in streams) else "NO"
+    exact = ("yes" if all(checked) else "NO") if checked else "n/a (no streams)"
     goals = (
         ("all met" if goals_met else "NOT all met") if judged else "not judged (no baseline or no figures)"
     )
-    out.append(f"\nexact text and contiguous seq in every stream: {exact}; goals: {goals}")
+    out.append(f"\nexact text, contiguous seq and no lost event in every stream: {exact}; goals: {goals}")
     return "\n".join(out), all_ok
 
 
@@ -920,7 +1503,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         help="first wait up to SECONDS for the machine to be idle (other load skews every figure)",
     )
     p.add_argument(
-        "--only", choices=["streams", "rpc"], help="run only the streams (a) or the round trips (b)"
+        "--only",
+        choices=["streams", "rpc", "turns", "cross"],
+        help="run only the streams (a), the round trips (b), the concurrent turns (c) or the"
+        " cross-process streams (d)",
+    )
+    p.add_argument(
+        "--turns",
+        type=int,
+        default=50,
+        metavar="N",
+        help="concurrent sessions of the turn benchmark (c), one connection each (default 50; 0 = skip)",
+    )
+    p.add_argument(
+        "--turn-paced-ms",
+        type=int,
+        default=5,
+        metavar="MS",
+        help="ms between deltas of the paced timed streams of (c), about 1 s of deltas each"
+        " (default 5; 0 = skip)",
     )
     p.add_argument(
         "--idle-conns",
@@ -964,6 +1565,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         pin=can_pin() and not a.no_pin,
         idle_conns=max(0, min(a.idle_conns, 5000)),
         only=a.only or "",
+        turns=max(0, min(a.turns, 500)),
+        turn_paced_ms=max(0, min(a.turn_paced_ms, 100)),
+        turn_rounds=2 if a.quick else 3,
+        cross_rounds=3 if a.quick else 7,
         gateway_settings=settings,
     )
     return cfg, a
@@ -1000,6 +1605,11 @@ def main(argv: list[str] | None = None) -> int:
         + (f", settings {json.dumps(cfg.gateway_settings)}" if cfg.gateway_settings else "")
         + (f"; servers pinned to CPU {SERVER_CPU}, client to CPU {CLIENT_CPU}" if cfg.pin else "; not pinned")
         + (f"; {cfg.idle_conns} idle connections per server" if cfg.idle_conns else "")
+        + (
+            f"; cross-process: 2-worker cluster per Redis layer ({'/'.join(cfg.redis_layers)})"
+            if cfg.only in ("", "cross")
+            else ""
+        )
     )
     if args.wait_quiet > 0:
         wait_quiet(args.wait_quiet)
@@ -1009,14 +1619,17 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(cfg, args.keep_logs)
     try:
         run.prepare()
-        lives = [run.start(target) for target in targets_for(cfg)]
+        lives = [run.start(target) for target in targets_for(cfg)] if cfg.only != "cross" else []
+        clusters = [run.start_cluster(rl) for rl in cfg.redis_layers] if cfg.only in ("", "cross") else []
         if cfg.pin:
             os.sched_setaffinity(0, {CLIENT_CPU})
         pids = [live.server.proc.pid for live in lives] + ([run.redis.proc.pid] if run.redis else [])
+        for cl in clusters:
+            pids += [cl.server.proc.pid, cl.redis.proc.pid] + [w.pid for w in cl.server.workers]
         OUR_PIDS[:] = pids
         with LoadWatch(pids) as watch:
-            asyncio.run(run_phases(lives, cfg, run.say))
-        results = [live.result for live in lives]
+            asyncio.run(run_phases(lives, clusters, cfg, run.say))
+        results = [live.result for live in lives] + [cl.result for cl in clusters]
         text, ok = report(results, cfg)
         print(text)
         others = watch.others()

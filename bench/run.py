@@ -1,8 +1,10 @@
 """Benchmark of ws_gateway against a bare ``websockets`` server, side by side, in one run.
 
-    python bench/run.py                              # daphne + in-memory layer vs bare (~1 min)
-    python bench/run.py --quick                      # shorter runs (~30 s)
-    python bench/run.py --server both --layer both   # daphne and uvicorn, memory and Redis (~2-3 min)
+    python bench/run.py                              # gateway (daphne, memory) vs bare; cluster (~1.5 min)
+    python bench/run.py --quick                      # shorter runs (~40 s)
+    python bench/run.py --only turns                 # 50 concurrent turns, gateway vs bare
+    python bench/run.py --only cross --redis-layer both   # cross-process streams, pubsub vs core
+    python bench/run.py --server both --layer both   # daphne and uvicorn, memory and Redis (~3-4 min)
     python bench/run.py --help                       # every flag
 
 See bench/README.md for what every figure means. Every server process is
