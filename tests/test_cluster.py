@@ -269,3 +269,19 @@ async def test_server_request_answered_through_another_worker(clusters):
         await b.reply(request["id"], {"answers": {"q1": "right"}})
         complete = await a.event("message.complete", sid, timeout=15)
         assert complete["payload"]["text"] == "Answer: right"
+
+
+async def test_clients_of_a_killed_worker_are_detached_on_the_owner(clusters):
+    cluster, _ = clusters(2, ORPHAN_GRACE_S=0.5)
+    w1, w2 = cluster.workers
+    async with GatewayClient.connect(w1.url) as watcher:
+        owner_client = await GatewayClient.open(w1.url)
+        created = await owner_client.call("session.create")
+        sid, key = created["session_id"], created["stored_session_id"]
+        remote = await GatewayClient.open(w2.url)
+        assert (await remote.call("session.resume", {"session_id": key}))["session_id"] == sid
+        await owner_client.close()
+        w2.signal(signal.SIGKILL)
+        await asyncio.wait_for(remote.closed, 10)
+        event = await watcher.event("session.reclaimed", timeout=20)
+        assert event["payload"]["session_id"] == sid

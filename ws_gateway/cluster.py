@@ -71,6 +71,7 @@ class Cluster:
         self._replies: dict[str, asyncio.Future] = {}
         self._corr = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
+        self._missing: dict[str, int] = {}  # workers missing their heartbeat, and for how many checks
 
     @property
     def enabled(self) -> bool:
@@ -176,8 +177,12 @@ class Cluster:
             "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
         )
         while True:
-            await asyncio.sleep(gateway_settings.LEASE_S / 3)
             lease_ms = int(gateway_settings.LEASE_S * 1000)
+            try:
+                await self.redis.set(f"wsg:w:{self.channel}", "1", px=lease_ms)
+                await self._detach_lost_clients()
+            except Exception:
+                log.warning("worker heartbeat failed", exc_info=True)
             for live in registry.all():
                 try:
                     if not await script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms]):
@@ -185,6 +190,36 @@ class Cluster:
                 except Exception:
                     log.warning("lease renewal failed session=%s", live.id, exc_info=True)
                     break
+            await asyncio.sleep(gateway_settings.LEASE_S / 3)
+
+    async def _detach_lost_clients(self) -> None:
+        """Detach clients of sessions owned here whose worker stopped heartbeating (killed).
+
+        A worker must be missing at two checks in a row: after a Redis restart every
+        heartbeat is gone until each worker's next tick."""
+        from . import workers
+        from .sessions import service
+        from .sessions.registry import registry
+
+        remote: dict[str, list[tuple[str, str]]] = {}
+        for live in registry.all():
+            for conn_id in list(live.clients):
+                worker = conn_id.partition("!")[0]
+                if worker not in (self.channel, "local") and "!" in conn_id:
+                    remote.setdefault(worker, []).append((live.id, conn_id))
+        missing = set()
+        for worker in remote:
+            if not await self.redis.exists(f"wsg:w:{worker}"):
+                missing.add(worker)
+        lost = {w: self._missing.get(w, 0) + 1 for w in missing}
+        self._missing = lost
+        loop = asyncio.get_running_loop()
+        for worker, count in lost.items():
+            if count < 2:
+                continue
+            log.warning("worker %s is gone: detaching its %d client(s)", worker, len(remote[worker]))
+            for session_id, conn_id in remote[worker]:
+                await loop.run_in_executor(workers.background(), service.detach, session_id, conn_id)
 
     async def watch(self, session_id: str) -> None:
         """Receive a session's events published by other processes (first local subscriber)."""
