@@ -285,3 +285,26 @@ async def test_clients_of_a_killed_worker_are_detached_on_the_owner(clusters):
         await asyncio.wait_for(remote.closed, 10)
         event = await watcher.event("session.reclaimed", timeout=20)
         assert event["payload"]["session_id"] == sid
+
+
+async def test_session_settings_follow_a_session_to_its_adopter(clusters, tmp_path):
+    cluster, _ = clusters(2)
+    w1, w2 = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    created = await a.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await a.event("session.info", sid)
+    for setting, value in (("busy_input_mode", "queue"), ("approval_mode", "off"), ("cwd", str(tmp_path))):
+        await a.call("config.set", {"session_id": sid, "key": setting, "value": value})
+    await a.call("prompt.submit", {"session_id": sid, "text": "remember this"})
+    await a.event("message.complete", sid)
+    w1.signal(signal.SIGKILL)
+    await asyncio.wait_for(a.closed, 10)
+    async with GatewayClient.connect(w2.url) as b:
+        assert (await resume_retrying(b, key))["session_id"] == sid
+        for setting, value in (
+            ("busy_input_mode", "queue"),
+            ("approval_mode", "off"),
+            ("cwd", str(tmp_path)),
+        ):
+            assert (await b.call("config.get", {"session_id": sid, "key": setting}))["value"] == value

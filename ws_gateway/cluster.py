@@ -156,6 +156,10 @@ class Cluster:
             pipe.delete(f"wsg:k:{key}")
         await pipe.execute()
 
+    async def remember(self, session_id: str, config: str) -> None:
+        """Keep a session's settings where an adopting process finds them (JSON)."""
+        await self.redis.hset(f"wsg:m:{session_id}", "config", config)
+
     async def locate(self, session_id: str) -> Owner | None:
         """The owner of a session the cluster knows, or None if it has none (dead or unknown)."""
         pipe = self.redis.pipeline(transaction=False)

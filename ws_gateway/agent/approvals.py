@@ -95,8 +95,11 @@ def request_approval(ctx: TurnContext, command: str, match: Match | None, always
     if choice != "deny":
         ctx.approved_commands.add(command)
     if match is not None and choice == "session":
+        from ..sessions import service
+
         with session.lock:
             session.config.setdefault("approved_patterns", set()).add(match.pattern)
+        service.remember_config(session)
     elif match is not None and choice == "always":
         ApprovalRule.objects.get_or_create(
             owner_id=session.owner_id, pattern=match.pattern, defaults={"description": match.description}

@@ -77,6 +77,7 @@ def config_set(call: Call) -> dict[str, Any]:
         if value not in allowed:
             raise RpcError(BAD_VALUE, f"{key} must be one of {', '.join(allowed)}")
         live.config[key] = value
+    service.remember_config(live)
     if key != "model":
         emit(live.id, "session.info", service.info(live))
     return {"key": key, "value": session_value(live, key)}

@@ -6,6 +6,7 @@ outbox; the database is touched through :mod:`.store`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -199,6 +200,20 @@ def spawn(
     return live
 
 
+# Per-session settings that follow a session to the process that adopts it.
+PORTABLE_CONFIG = ("busy_input_mode", "approval_mode", "backend", "approved_patterns")
+
+
+def remember_config(live: LiveSession) -> None:
+    """Store what a session was set to: cwd/model on its row, the rest for a later adopter."""
+    with live.lock:
+        portable = {k: v for k, v in live.config.items() if k in PORTABLE_CONFIG}
+    portable["approved_patterns"] = sorted(portable.get("approved_patterns", ()))
+    if live.stored:
+        store.update_settings(live)
+    _cluster_call("remember", live.id, json.dumps(portable))
+
+
 def _cluster_call(name: str, *args: Any, **kwargs: Any) -> Any:
     """Run a cluster operation from this worker thread; a Redis fault is logged, not raised."""
     from ..cluster import cluster
@@ -261,6 +276,7 @@ def adopt(session_id: str, meta: dict[str, str]) -> LiveSession | None:
         parent_key=stored.parent_id,
         messages=store.load_messages(stored),
         stored=True,
+        config=_portable(meta.get("config")),
     )
     registry.add(live)
     store.reopen(stored)
@@ -269,6 +285,13 @@ def adopt(session_id: str, meta: dict[str, str]) -> LiveSession | None:
     _close_lost_turn(live, [e.params for e in events])
     park(live)
     return live
+
+
+def _portable(raw: str | None) -> dict[str, Any]:
+    config = json.loads(raw) if raw else {}
+    if "approved_patterns" in config:
+        config["approved_patterns"] = set(config["approved_patterns"])
+    return config
 
 
 def _close_lost_turn(live: LiveSession, events: list[dict[str, Any]]) -> None:

@@ -115,6 +115,10 @@ def set_title(live: LiveSession, title: str) -> None:
     StoredSession.objects.filter(id=live.key).update(title=title, last_active=djtz.now())
 
 
+def update_settings(live: LiveSession) -> None:
+    StoredSession.objects.filter(id=live.key).update(cwd=live.cwd, model=live.model)
+
+
 def touch(live: LiveSession) -> None:
     if live.stored:
         StoredSession.objects.filter(id=live.key).update(last_active=djtz.now())
