@@ -1,4 +1,4 @@
-"""How much a socket has not yet sent, where the server lets us see it.
+"""How much a socket has not yet sent, where the server lets us see it, and a direct write.
 
 daphne never makes ``send`` wait: what the kernel does not take piles up in
 the Twisted transport's buffer, unseen by the application. This looks into
@@ -29,6 +29,13 @@ class TransportView:
         handshake timeout would reset the connection before a slow reader ever sees it."""
         if hasattr(self._protocol, "closeHandshakeTimeout"):
             self._protocol.closeHandshakeTimeout = seconds
+
+    def send_now(self, text: str) -> None:
+        """Write a text frame at once (daphne's own write is synchronous; this skips the
+        coroutine and task hops of ASGI ``send``). Dropped when the socket is no longer open."""
+        protocol = self._protocol
+        if protocol.state == protocol.STATE_OPEN:
+            protocol.sendMessage(text.encode("utf-8"), False)
 
     def unsent_bytes(self) -> int:
         t = self._transport

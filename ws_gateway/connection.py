@@ -75,8 +75,17 @@ class Connection:
     # -- outbound ------------------------------------------------------
 
     def push(self, text: str) -> None:
-        """Queue a frame for the socket, in order. Never blocks."""
+        """Write (or queue) a frame for the socket, in order. Never blocks."""
         if self.closed:
+            return
+        if self._transport is not None and not self._out:
+            try:
+                self._transport.send_now(text)
+            except Exception:
+                self.stats.send_failures += 1
+                log.debug("send failed peer=%s", self.peer, exc_info=True)
+            if self._transport.unsent_bytes() > gateway_settings.OUTBOUND_MAX_BYTES:
+                self._slow_consumer()
             return
         self._out.append(text)
         self._out_bytes += len(text)
