@@ -78,10 +78,6 @@ class Stream:
         self._publishing: deque[tuple[dict[str, Any], LoggedEvent]] = deque()
         self._publisher: asyncio.Task | None = None
 
-    @property
-    def latest_seq(self) -> int:
-        return self.seq
-
     def push(
         self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
     ) -> None:

@@ -234,7 +234,3 @@ def _auto_title(live: LiveSession, prompt: str) -> None:
     title = " ".join(" ".join(text_lines).split())[:AUTO_TITLE_CHARS]
     if title:
         service.set_title(live, title)
-
-
-def wait_idle(live: LiveSession, timeout: float) -> bool:
-    return live.idle.wait(timeout)

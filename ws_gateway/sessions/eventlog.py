@@ -75,10 +75,6 @@ class EventLog:
     def nbytes(self) -> int:
         return self._bytes
 
-    def oldest_seq(self) -> int:
-        with self._lock:
-            return self._events[0].seq if self._events else self.latest_seq + 1
-
     def shrink_to_floor(self) -> int:
         """Evict down to the protocol floor; returns bytes freed."""
         before = self._bytes
@@ -122,9 +118,6 @@ class EventLogStore:
             log = self._logs.pop(session_id, None)
             if log is not None:
                 self._total -= log.nbytes
-
-    def total_bytes(self) -> int:
-        return self._total
 
     def changed(self, delta: int) -> None:
         with self._lock:
