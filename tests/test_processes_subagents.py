@@ -128,7 +128,7 @@ async def test_delegate_runs_a_child_and_reports_on_the_parent(gateway):
 async def test_watch_window_mirrors_a_running_child_and_refuses_prompts(gateway):
     async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!delegate slow child :: !stream 60 30"})
+        await s.call("prompt.submit", {"text": "!delegate slow child :: !stream 200 30"})
         start = await s.client.event("subagent.start", s.sid, after=mark)
         child_key = start["payload"]["child_session_id"]
         watch = await watcher.call("session.resume", {"session_id": child_key, "lazy": True})
@@ -137,7 +137,7 @@ async def test_watch_window_mirrors_a_running_child_and_refuses_prompts(gateway)
             await watcher.call("prompt.submit", {"session_id": child, "text": "hello?"})
         assert busy.value.code == 4009
         complete = await watcher.event("message.complete", child, timeout=30)
-        assert complete["payload"]["text"] == " ".join(f"t{i}" for i in range(1, 61))
+        assert complete["payload"]["text"] == " ".join(f"t{i}" for i in range(1, 201))
         assert watcher.find_events("message.delta", child)
         await s.completes(1, after=mark)
         await watcher.call("prompt.submit", {"session_id": child, "text": "now me"})

@@ -299,15 +299,21 @@ class Cluster:
 
     # -- durable event log -----------------------------------------------
 
-    async def append(self, session_id: str, event: LoggedEvent) -> None:
-        fields = {"p": json.dumps(event.params, ensure_ascii=False), "t": event.text}
-        if event.srq_text is not None:
-            fields["s"] = event.srq_text
+    async def append(self, session_id: str, events: list[LoggedEvent]) -> None:
+        """Add events to the session's durable log (one round trip)."""
         key = f"wsg:log:{session_id}"
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(
-            key, fields, id=f"{event.seq}-0", maxlen=gateway_settings.EVENT_LOG_MAX_EVENTS, approximate=True
-        )
+        for event in events:
+            fields = {"p": json.dumps(event.params, ensure_ascii=False), "t": event.text}
+            if event.srq_text is not None:
+                fields["s"] = event.srq_text
+            pipe.xadd(
+                key,
+                fields,
+                id=f"{event.seq}-0",
+                maxlen=gateway_settings.EVENT_LOG_MAX_EVENTS,
+                approximate=True,
+            )
         pipe.expire(key, STREAM_TTL_S)
         await pipe.execute()
 

@@ -145,10 +145,11 @@ class Stream:
             message["srq"] = srq_text
         event = LoggedEvent(self.seq, params, text, srq_text)
         self.log.append(event)
-        for conn in list(self.outbox.local.get(self.session_id, ())):
-            conn.deliver(self.session_id, self.seq, text, srq_text)
         if not self.outbox.clustered:
+            self._deliver(event)
             return
+        # With a cluster, nobody sees an event before it is in the durable log: a process
+        # that adopts the session after a crash continues numbering from there.
         self._publishing.append((message, event))
         if self._publisher is None:
             self._publisher = self.outbox.loop.create_task(self._publish())
@@ -161,15 +162,28 @@ class Stream:
         layer = self.outbox.layer
         try:
             while self._publishing:
-                message, event = self._publishing.popleft()
+                batch = list(self._publishing)
+                self._publishing.clear()
                 try:
-                    await cluster.append(self.session_id, event)
-                    await layer.group_send(self.group, message)
+                    await cluster.append(self.session_id, [event for _, event in batch])
                 except Exception:
-                    # Replay from the event log is the completeness guarantee.
-                    log.warning("publish failed session=%s seq=%s", self.session_id, event.seq, exc_info=True)
+                    # Redis is down: keep serving this process's clients; replay covers the rest.
+                    log.warning("durable log append failed session=%s", self.session_id, exc_info=True)
+                for message, event in batch:
+                    self._deliver(event)
+                    try:
+                        await layer.group_send(self.group, message)
+                    except Exception:
+                        log.warning(
+                            "publish failed session=%s seq=%s", self.session_id, event.seq, exc_info=True
+                        )
         finally:
             self._publisher = None
+
+    def _deliver(self, event: LoggedEvent) -> None:
+        """Hand an event to this process's connections attached to the session."""
+        for conn in list(self.outbox.local.get(self.session_id, ())):
+            conn.deliver(self.session_id, event.seq, event.text, event.srq_text)
 
 
 class Outbox:
