@@ -308,3 +308,14 @@ async def test_session_settings_follow_a_session_to_its_adopter(clusters, tmp_pa
             ("cwd", str(tmp_path)),
         ):
             assert (await b.call("config.get", {"session_id": sid, "key": setting}))["value"] == value
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["specific.0c1d2e3f", "specific.8d5e0e75c9974057!9450ac4df8c846da"],  # pubsub, core layer
+)
+def test_connection_ids_name_their_worker(channel):
+    from ws_gateway.cluster import connection_id, worker_of
+
+    assert worker_of(connection_id(channel)) == channel
+    assert worker_of(connection_id(None)) is None

@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import json
 import logging
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,8 +209,8 @@ class Cluster:
         remote: dict[str, list[tuple[str, str]]] = {}
         for live in registry.all():
             for conn_id in list(live.clients):
-                worker = conn_id.partition("!")[0]
-                if worker not in (self.channel, "local") and "!" in conn_id:
+                worker = worker_of(conn_id)
+                if worker not in (None, self.channel):
                     remote.setdefault(worker, []).append((live.id, conn_id))
         missing = set()
         for worker in remote:
@@ -346,6 +347,19 @@ class Cluster:
             task.cancel()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def connection_id(worker_channel: str | None) -> str:
+    """A connection's id: the worker channel of its process (or "local"), then a uuid."""
+    return f"{worker_channel or 'local'}!{uuid.uuid4().hex}"
+
+
+def worker_of(conn_id: str) -> str | None:
+    """The worker channel a connection id belongs to (None without a cluster).
+
+    Split at the last "!": a channels_redis core channel name holds one too."""
+    worker, sep, _ = conn_id.rpartition("!")
+    return worker if sep and worker != "local" else None
 
 
 def _logged(entry_id: str, fields: dict[str, str]) -> LoggedEvent:

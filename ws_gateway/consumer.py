@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import socket
-import uuid
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -21,7 +20,7 @@ from channels.layers import get_channel_layer
 
 from . import __version__, forwarding, lifecycle, skins, workers
 from .backpressure import server_send, transport_view
-from .cluster import cluster
+from .cluster import cluster, connection_id
 from .conf import gateway_settings
 from .connection import Connection, connections
 from .outbox import event_frame, outbox
@@ -122,7 +121,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self.close(code)
             return
         self.conn = Connection(
-            f"{cluster.channel or 'local'}!{uuid.uuid4().hex}",
+            connection_id(cluster.channel),
             user_id=user_id,
             peer=peer,
             send_text=self._send_text,
