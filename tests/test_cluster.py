@@ -238,15 +238,21 @@ async def test_a_client_that_stops_reading_is_closed_with_4008_and_memory_stays_
         assert (await control.call("gateway.ping")) == {"ok": True}
 
 
+async def attached_on_two_workers(w1, w2) -> tuple[GatewayClient, GatewayClient, str]:
+    """A session created through ``w1`` and attached by a second client through ``w2``."""
+    owner_client = await GatewayClient.open(w1.url)
+    created = await owner_client.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    remote = await GatewayClient.open(w2.url)
+    assert (await remote.call("session.resume", {"session_id": key}))["session_id"] == sid
+    return owner_client, remote, sid
+
+
 async def test_leaving_from_another_worker_parks_the_session_on_its_owner(clusters):
     cluster, _ = clusters(2, ORPHAN_GRACE_S=0.5)
     w1, w2 = cluster.workers
     async with GatewayClient.connect(w1.url) as watcher:
-        owner_client = await GatewayClient.open(w1.url)
-        created = await owner_client.call("session.create")
-        sid, key = created["session_id"], created["stored_session_id"]
-        remote = await GatewayClient.open(w2.url)
-        assert (await remote.call("session.resume", {"session_id": key}))["session_id"] == sid
+        owner_client, remote, sid = await attached_on_two_workers(w1, w2)
         await owner_client.close()
         await remote.call("gateway.ping")
         assert not watcher.find_events("session.reclaimed")  # still attached through worker 2
@@ -275,11 +281,7 @@ async def test_clients_of_a_killed_worker_are_detached_on_the_owner(clusters):
     cluster, _ = clusters(2, ORPHAN_GRACE_S=0.5)
     w1, w2 = cluster.workers
     async with GatewayClient.connect(w1.url) as watcher:
-        owner_client = await GatewayClient.open(w1.url)
-        created = await owner_client.call("session.create")
-        sid, key = created["session_id"], created["stored_session_id"]
-        remote = await GatewayClient.open(w2.url)
-        assert (await remote.call("session.resume", {"session_id": key}))["session_id"] == sid
+        owner_client, remote, sid = await attached_on_two_workers(w1, w2)
         await owner_client.close()
         w2.signal(signal.SIGKILL)
         await asyncio.wait_for(remote.closed, 10)

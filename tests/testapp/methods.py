@@ -13,9 +13,8 @@ from ws_gateway.rpc import RpcError, method
 from ws_gateway.sessions import service
 
 
-@method("test.stream")
-def stream(call: Any) -> dict[str, Any]:
-    """Emit ``count`` message.delta events (word ``w<i> ``) then message.complete, from a plain thread."""
+def _stream_from_thread(call: Any, word: Any) -> dict[str, Any]:
+    """message.start, ``count`` deltas ``word(i)`` (``delay_ms`` apart), message.complete, from a thread."""
     p = call.params
     live = service.get_live(p.session_id(), call.conn.user_id)
     count = p.int("count", 100)
@@ -25,15 +24,21 @@ def stream(call: Any) -> dict[str, Any]:
         emit(live.id, "message.start")
         parts = []
         for i in range(count):
-            word = f"w{i} "
-            parts.append(word)
-            emit(live.id, "message.delta", {"text": word})
+            text = word(i)
+            parts.append(text)
+            emit(live.id, "message.delta", {"text": text})
             if delay:
                 time.sleep(delay)
         emit(live.id, "message.complete", {"text": "".join(parts), "status": "complete"})
 
     threading.Thread(target=run, daemon=True).start()
     return {"status": "streaming"}
+
+
+@method("test.stream")
+def stream(call: Any) -> dict[str, Any]:
+    """Emit ``count`` message.delta events (word ``w<i> ``) then message.complete, from a plain thread."""
+    return _stream_from_thread(call, lambda i: f"w{i} ")
 
 
 @method("test.timed_stream")
@@ -44,25 +49,7 @@ def timed_stream(call: Any) -> dict[str, Any]:
     is shared by its processes) computes emit -> receipt latency for every delta, also when deltas
     arrive merged. ``message.complete.text`` is the joined deltas.
     """
-    p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    count = p.int("count", 100)
-    delay = (p.int("delay_ms", 0) or 0) / 1000.0
-
-    def run() -> None:
-        clock = time.monotonic_ns
-        emit(live.id, "message.start")
-        parts = []
-        for i in range(count):
-            word = f"{i}:{clock()} "
-            parts.append(word)
-            emit(live.id, "message.delta", {"text": word})
-            if delay:
-                time.sleep(delay)
-        emit(live.id, "message.complete", {"text": "".join(parts), "status": "complete"})
-
-    threading.Thread(target=run, daemon=True).start()
-    return {"status": "streaming"}
+    return _stream_from_thread(call, lambda i: f"{i}:{time.monotonic_ns()} ")
 
 
 @method("test.sleep", pool=True)
