@@ -50,7 +50,7 @@ async def test_slash_exec_plain_commands(gateway):
         await s.turn("first prompt")
         out = lambda r: r["output"]  # noqa: E731
         assert "/retry" in out(await s.call("slash.exec", {"command": "/help"}))
-        assert f"session   {s.sid}" in out(await s.call("slash.exec", {"command": "status"}))
+        assert f"Runtime ID: {s.sid}" in out(await s.call("slash.exec", {"command": "status"}))
         assert "calls 1" in out(await s.call("slash.exec", {"command": "/usage"}))
         assert "You said: first prompt" in out(await s.call("slash.exec", {"command": "/history"}))
         assert out(await s.call("slash.exec", {"command": "/title Renamed"})) == "title set: Renamed"

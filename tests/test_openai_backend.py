@@ -232,8 +232,9 @@ async def test_http_500_ends_the_turn_with_an_error(gw: Any, fake: FakeOpenAI) -
         assert complete["status"] == "error"
         assert "HTTP 500" in complete["error"]
         assert "fake failure 500" in complete["error"]
-        assert complete["text"] == ""
-        assert not of_type(events, "message.delta")
+        # The reason is the whole visible reply (hermes clients render only the text).
+        assert complete["text"] == f"Error: {complete['error']}"
+        assert streamed(events) == complete["text"]
         # The session stays usable.
         _, complete = await run_turn(client, sid, "say: still here")
         assert complete["status"] == "complete"
@@ -258,7 +259,8 @@ async def test_dropped_stream_ends_with_an_error(gw: Any) -> None:
         events, complete = await run_turn(client, sid, "drop")
         assert complete["status"] == "error"
         assert "broke off" in complete["error"]
-        assert complete["text"] == "partial answer then"  # what was said is kept
+        # What was said is kept, then the reason.
+        assert complete["text"] == f"partial answer then\nError: {complete['error']}"
         assert streamed(events) == complete["text"]
 
         _, complete = await run_turn(client, sid, "truncate")
@@ -348,7 +350,7 @@ async def test_stalled_stream_times_out(strict_gw: Any) -> None:
         _, complete = await run_turn(client, sid, "stall")
         assert complete["status"] == "error"
         assert "stopped sending for 0.5 s" in complete["error"]
-        assert complete["text"] == "waiting"
+        assert complete["text"] == f"waiting\nError: {complete['error']}"
 
 
 async def test_unreachable_server_ends_the_turn_with_an_error(gateways: Any) -> None:

@@ -122,7 +122,7 @@ async def test_delegate_runs_a_child_and_reports_on_the_parent(gateway):
         assert done["goal"] == "count things" and "duration_seconds" in done
         listed = await s.call("subagent.list")
         assert [x["subagent_id"] for x in listed["subagents"]] == [done["subagent_id"]]
-        assert (await s.call("delegation.status"))["active"] == 0
+        assert (await s.call("delegation.status"))["active"] == []
 
 
 async def test_watch_window_mirrors_a_running_child_and_refuses_prompts(gateway):

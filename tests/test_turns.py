@@ -59,10 +59,16 @@ async def test_fail_keeps_what_was_said_and_reports_the_error(gateway):
             **complete,
             "status": "error",
             "error": "the disk is full",
-            "text": "You said: before",
+            "text": "You said: before\nError: the disk is full",
         }
+        # The reason is part of the streamed text: clients that render only deltas show it too.
+        deltas = "".join(e["payload"]["text"] for e in events if e["type"] == "message.delta")
+        assert deltas == complete["text"]
         history = await s.call("session.history")
-        assert [(m["role"], m["text"]) for m in history["messages"]][-1] == ("assistant", "You said: before")
+        assert [(m["role"], m["text"]) for m in history["messages"]][-1] == (
+            "assistant",
+            "You said: before\nError: the disk is full",
+        )
 
 
 async def test_bad_directives_fail_the_turn_with_a_clear_error(gateway):

@@ -1,11 +1,16 @@
 """The built-in slash commands: /help /status /usage /history /title /model /queue /steer
-/stop /undo /retry /clear."""
+/stop /undo /retry /clear /tools, and one-line answers for features this gateway does not host."""
 
 from __future__ import annotations
 
-from .agent import turns
-from .commands import CommandContext, Result, command, commands
+import time
+
+from .agent import tools, turns
+from .agent.model_choice import set_model
+from .commands import CommandContext, Handler, Result, command, commands
+from .conf import gateway_settings
 from .sessions import service
+from .sessions.live import LiveSession
 
 HISTORY_LINES = 20
 
@@ -16,20 +21,37 @@ def help_(ctx: CommandContext) -> Result:
     return Result.exec("\n".join(lines))
 
 
+def status_text(live: LiveSession) -> str:
+    """The ``/status`` text (also ``session.status``)."""
+    when = "%Y-%m-%d %H:%M"
+    provider = live.config.get("backend", gateway_settings.AGENT)
+    lines = [
+        "Gateway Status",
+        "",
+        f"Session ID: {live.key}",
+        f"Runtime ID: {live.id}",
+    ]
+    if live.title:
+        lines.append(f"Title: {live.title}")
+    lines += [
+        f"Model: {live.model} ({provider})",
+        f"Created: {time.strftime(when, time.localtime(live.started_at))}",
+        f"Last Activity: {time.strftime(when, time.localtime(live.last_active))}",
+        f"Tokens: {service.usage(live)['total']:,}",
+        f"Agent Running: {'Yes' if live.running else 'No'}",
+        f"Status: {service.wire_status(live)}",
+        f"Messages: {len(live.messages)}",
+        f"Clients: {len(live.clients)}",
+        f"Working Directory: {live.cwd}",
+    ]
+    if live.queue:
+        lines.append(f"Queued: {len(live.queue)}")
+    return "\n".join(lines)
+
+
 @command("/status", "Show the session's status", category="Info")
 def status(ctx: CommandContext) -> Result:
-    live = ctx.require_session()
-    lines = [
-        f"session   {live.id} ({live.key})",
-        f"title     {live.title or '(none)'}",
-        f"model     {live.model}",
-        f"status    {service.wire_status(live)}",
-        f"messages  {len(live.messages)}",
-        f"clients   {len(live.clients)}",
-        f"cwd       {live.cwd}",
-        f"queued    {len(live.queue)}",
-    ]
-    return Result.exec("\n".join(lines))
+    return Result.exec(status_text(ctx.require_session()))
 
 
 @command("/usage", "Show token usage", category="Info")
@@ -62,8 +84,6 @@ def title(ctx: CommandContext) -> Result:
 
 @command("/model", "Show or switch the session's model")
 def model(ctx: CommandContext) -> Result:
-    from .methods.config import set_model
-
     live = ctx.require_session()
     if not ctx.arg:
         return Result.exec(f"model: {live.model}")
@@ -116,3 +136,28 @@ def clear(ctx: CommandContext) -> Result:
             return Result.exec("busy: /stop the running turn first")
         removed = service.truncate(live, 0)
     return Result.exec(f"cleared {removed} message(s)")
+
+
+@command("/tools", "List the session's tools (enable/disable with tools.configure)", category="Tools")
+def tools_(ctx: CommandContext) -> Result:
+    live = ctx.require_session()
+    off = tools.disabled(live)
+    lines = ["Tools:"] + [
+        f"  {'off' if name in off else 'on ':<4} {name:<10} {tool.description}"
+        for name, tool in sorted(tools.TOOLS.items())
+    ]
+    return Result.exec("\n".join(lines))
+
+
+def _not_offered(feature: str) -> Handler:
+    def run(ctx: CommandContext) -> Result:
+        return Result.exec(f"{feature} are not available on this gateway.")
+
+    return run
+
+
+# Features of a hermes install that this gateway does not host: one clear line each.
+for _name, _feature in (("/skills", "Skills"), ("/plugins", "Plugins"), ("/pet", "Pets")):
+    command(_name, f"{_feature} (not available on this gateway)", category="Unavailable")(
+        _not_offered(_feature)
+    )

@@ -99,3 +99,40 @@ class AccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.name}".strip()
+
+
+class ClientConfig(models.Model):
+    """A user's client settings (the hermes clients' display preferences) and when they changed.
+
+    ``owner_key`` is the user's id, or ``"anonymous"`` (anonymous mode is single-tenant).
+    """
+
+    owner_key = models.CharField(max_length=64, unique=True)
+    data = models.JSONField(default=dict)
+    mtime = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"config of {self.owner_key}"
+
+
+class SpawnTree(models.Model):
+    """A finished subagent tree a client saved for a session (``spawn_tree.save``)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="gateway_spawn_trees",
+    )
+    session_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    label = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.FloatField(null=True, blank=True)
+    finished_at = models.FloatField()
+    subagents = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-finished_at"]
+
+    def __str__(self) -> str:
+        return f"{self.session_key} {self.label}".strip()

@@ -36,6 +36,8 @@ class TurnContext:
         self.usage_delta = {"input": 0, "output": 0, "reasoning": 0}
         self.tool_rows: list[dict[str, Any]] = []
         self._steers: list[str] = []
+        # Images attached to this prompt ({name, mime, data, path}; image.attach).
+        self.attachments: list[dict[str, Any]] = []
         # Commands a person approved during this turn (not asked twice).
         self.approved_commands: set[str] = set()
         self._lock = threading.Lock()
@@ -99,9 +101,12 @@ class TurnContext:
     def tool_generating(self, name: str) -> None:
         self.emit("tool.generating", {"name": name})
 
-    def tool_start(self, name: str, args: dict[str, Any], context: str = "") -> str:
+    def tool_start(
+        self, name: str, args: dict[str, Any], context: str = "", fields: dict[str, Any] | None = None
+    ) -> str:
         tool_id = f"tool_{ids.request_id()}"
-        self.emit("tool.start", {"tool_id": tool_id, "name": name, "args": args, "context": context})
+        payload = {"tool_id": tool_id, "name": name, "args": args, "context": context, **(fields or {})}
+        self.emit("tool.start", payload)
         return tool_id
 
     def tool_complete(
@@ -113,6 +118,9 @@ class TurnContext:
         duration_s: float,
         summary: str | None = None,
         context: str = "",
+        *,
+        data: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         from ..sessions import service
 
@@ -120,8 +128,9 @@ class TurnContext:
             "tool_id": tool_id,
             "name": name,
             "args": args,
-            "result": result,
+            "result": result if data is None else data,
             "duration_s": round(duration_s, 3),
+            **(fields or {}),
         }
         if summary:
             payload["summary"] = summary

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import approvals, tools
+from . import approvals, compression, tools
 from .context import TurnContext, TurnFailed
 from .pending import pending, timeout_for
 
@@ -264,6 +264,8 @@ class DemoAgent:
 
     def run_turn(self, ctx: TurnContext) -> None:
         turn = DemoTurn(ctx)
+        if ctx.attachments:
+            turn.say("Attached: " + ", ".join(a["name"] for a in ctx.attachments))
         steps = parse(ctx.prompt)
         unknown = [s.name for s in steps if s.name not in self.directives]
         if unknown:
@@ -277,6 +279,10 @@ class DemoAgent:
         if not turn.reported_usage:
             ctx.usage(len(ctx.prompt.split()), len(ctx.text.split()))
 
+    def summarize(self, rows: list[dict[str, Any]], focus: str = "") -> str:
+        """Deterministic: the digest of the older rows."""
+        return compression.digest(rows, focus)
+
     def known(self) -> list[str]:
         return sorted(f"!{name}" for name in self.directives if name != "text")
 
@@ -286,6 +292,9 @@ class DemoBackend:
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+
+    def configured(self) -> bool:
+        return True
 
     def build(self, session: LiveSession) -> DemoAgent:
         return DemoAgent(model=session.model or "demo")

@@ -29,12 +29,14 @@ empty for local servers), ``model``, ``timeout_s`` (60), ``max_retries`` (2),
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -53,6 +55,10 @@ log = logging.getLogger(__name__)
 # Local servers (llama.cpp, vLLM, Ollama) take any key; the client insists on one.
 PLACEHOLDER_API_KEY = "no-key"
 DETAIL_CHARS = 500
+SUMMARY_REQUEST = (
+    "Summarise the conversation so far for your own later use: the user's goals, decisions, "
+    "facts learned and open tasks. Be concise."
+)
 WATCH_INTERVAL_S = 0.1
 OPTIONS = (
     "base_url",
@@ -65,6 +71,9 @@ OPTIONS = (
     "system_prompt",
 )
 
+MODEL_LIST_TIMEOUT_S = 2.0
+MODEL_LIST_TTL_S = 60.0
+_model_lists: dict[tuple[Any, ...], tuple[float, list[str]]] = {}
 _clients: dict[tuple[Any, ...], openai.OpenAI] = {}
 _clients_lock = threading.Lock()
 
@@ -193,6 +202,26 @@ class OpenAIBackend:
             )
         return OpenAIAgent(model=model, backend=self)
 
+    def configured(self) -> bool:
+        """A model is named: turns can run without the client choosing one."""
+        return bool(self.model)
+
+    def list_models(self) -> list[str]:
+        """The server's ``/v1/models`` (short timeout, cached); [] when it does not answer."""
+        key = (self.base_url, self._api_key)
+        now = time.monotonic()
+        cached = _model_lists.get(key)
+        if cached is not None and now - cached[0] < MODEL_LIST_TTL_S:
+            return cached[1]
+        try:
+            client = self.client().with_options(timeout=MODEL_LIST_TIMEOUT_S, max_retries=0)
+            names = sorted(m.id for m in client.models.list())
+        except Exception as exc:
+            log.info("model list unavailable from %s: %s", _display_url(self.base_url), self.redact(str(exc)))
+            names = [self.model] if self.model else []
+        _model_lists[key] = (now, names)
+        return names
+
     def client(self) -> openai.OpenAI:
         return _client(self.base_url, self._api_key, self.timeout_s, self.max_retries)
 
@@ -211,6 +240,16 @@ class OpenAIAgent:
 
     def tools(self) -> dict[str, list[str]]:
         return {"openai": sorted(tools.TOOLS)}
+
+    def summarize(self, rows: list[dict[str, Any]], focus: str = "") -> str:
+        """A summary of ``rows`` written by the model (one non-streamed request)."""
+        ask = SUMMARY_REQUEST + (f" Focus on: {focus}." if focus else "")
+        messages = [*history_messages(rows), {"role": "user", "content": ask}]
+        try:
+            response = self.backend.client().chat.completions.create(model=self.model, messages=messages)
+        except Exception as exc:
+            raise RuntimeError(self.backend.redact(str(exc))) from None
+        return response.choices[0].message.content or ""
 
     def run_turn(self, ctx: TurnContext) -> None:
         try:
@@ -267,6 +306,17 @@ def history_messages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def user_content(prompt: str, attachments: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """The user message's content: plain text, or text and images (data URLs) when attached."""
+    if not attachments:
+        return prompt
+    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+    for image in attachments:
+        url = f"data:{image['mime']};base64,{base64.b64encode(image['data']).decode()}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
 @dataclass
 class ToolCall:
     index: int
@@ -296,7 +346,7 @@ class OpenAITurn:
         if backend.system_prompt:
             self.messages.append({"role": "system", "content": backend.system_prompt})
         self.messages += history_messages(ctx.history)
-        self.messages.append({"role": "user", "content": ctx.prompt})
+        self.messages.append({"role": "user", "content": user_content(ctx.prompt, ctx.attachments)})
 
     def run(self) -> None:
         ctx = self.ctx
@@ -333,8 +383,9 @@ class OpenAITurn:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if tools.TOOLS:
-            kwargs["tools"] = [t.schema() for t in tools.TOOLS.values()]
+        enabled = tools.enabled(self.ctx.session)
+        if enabled:
+            kwargs["tools"] = [t.schema() for t in enabled]
         if self.backend.temperature is not None:
             kwargs["temperature"] = self.backend.temperature
         return kwargs

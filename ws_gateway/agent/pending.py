@@ -29,6 +29,7 @@ from ..sessions.live import LiveSession
 log = logging.getLogger(__name__)
 
 KINDS = ("approval", "clarify", "sudo", "secret")
+EXPIRE_KINDS = ("clarify", "sudo", "secret")
 ENDED_MEMORY_S = 3600.0
 DECLINED: dict[str, Any] = {"approval": {"choice": "deny"}, "clarify": "", "sudo": "", "secret": ""}
 
@@ -68,6 +69,8 @@ class PendingRequests:
         with self._lock:
             self._open[request.request_id] = request
             self._by_srq[request.srq_id] = request.request_id
+        with session.lock:
+            session.open_requests += 1
         emit(
             session.id,
             f"{kind}.request",
@@ -125,8 +128,11 @@ class PendingRequests:
             self._forget_old()
         request.answer = answer
         request.ended_reason = reason
-        if request.kind == "clarify" and reason == "timeout":
-            emit(request.session.id, "clarify.expire", {"request_id": request.request_id})
+        with request.session.lock:
+            request.session.open_requests -= 1
+        if request.kind in EXPIRE_KINDS and reason == "timeout":
+            # Clients close the prompt on *.expire (approvals time out as a plain deny).
+            emit(request.session.id, f"{request.kind}.expire", {"request_id": request.request_id})
         emit(
             request.session.id,
             "request.cancel",

@@ -62,11 +62,33 @@ class Subagent:
             self.report("subagent.progress")
 
 
+_paused_owners: set[int | None] = set()
+
+
+def set_paused(owner_id: int | None, paused: bool) -> bool:
+    """Pause (or resume) new delegations of one user's sessions (``delegation.pause``)."""
+    if paused:
+        _paused_owners.add(owner_id)
+    else:
+        _paused_owners.discard(owner_id)
+    return paused
+
+
+def is_paused(owner_id: int | None) -> bool:
+    return owner_id in _paused_owners
+
+
+class DelegationPaused(Exception):
+    """Raised by :func:`delegate` while the user paused delegation."""
+
+
 def delegate(ctx: TurnContext, goal: str, prompt: str) -> Subagent:
     """Run ``prompt`` in a child session and wait for it (interruptible); returns the finished subagent."""
     from . import turns
 
     parent = ctx.session
+    if is_paused(parent.owner_id):
+        raise DelegationPaused("delegation is paused (delegation.pause)")
     child = service.spawn(
         owner_id=parent.owner_id,
         cwd=parent.cwd,

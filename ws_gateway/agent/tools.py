@@ -14,11 +14,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..conf import gateway_settings
 from ..processes import processes
+from ..sessions.live import LiveSession
 from . import approvals
 from .context import TurnContext, TurnFailed
 from .pending import pending, timeout_for
@@ -28,9 +29,17 @@ TODO_STATUSES = ("pending", "in_progress", "completed", "cancelled")
 
 @dataclass
 class ToolOutput:
+    """A tool's answer: ``result`` is what the model and the transcript get.
+
+    ``data`` replaces ``result`` on the wire when set (a structured result), and ``fields``
+    are extra ``tool.complete`` payload fields (the todo tool's ``todos``).
+    """
+
     result: str
     summary: str | None = None
     denied: bool = False
+    data: dict[str, Any] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +49,8 @@ class Tool:
     parameters: dict[str, Any]
     run: Callable[[TurnContext, dict[str, Any]], ToolOutput]
     context: Callable[[dict[str, Any]], str] = lambda args: ""
+    # Extra ``tool.start`` payload fields derived from the arguments.
+    start_fields: Callable[[dict[str, Any]], dict[str, Any]] = lambda args: {}
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry."""
@@ -57,14 +68,26 @@ def register(tool: Tool) -> Tool:
     return tool
 
 
+def disabled(session: LiveSession) -> set[str]:
+    """Tools switched off for a session (``tools.configure``)."""
+    return set(session.config.get("disabled_tools", ()))
+
+
+def enabled(session: LiveSession) -> list[Tool]:
+    off = disabled(session)
+    return [tool for name, tool in TOOLS.items() if name not in off]
+
+
 def run_tool(ctx: TurnContext, name: str, args: dict[str, Any]) -> ToolOutput:
     """Run one tool call with its events; an unknown tool or bad arguments is a tool error, not a crash."""
     tool = TOOLS.get(name)
     context = tool.context(args) if tool else ""
-    tool_id = ctx.tool_start(name, args, context)
+    tool_id = ctx.tool_start(name, args, context, tool.start_fields(args) if tool else None)
     started = time.monotonic()
     if tool is None:
         output = ToolOutput(f"error: unknown tool {name}")
+    elif name in disabled(ctx.session):
+        output = ToolOutput(f"error: the {name} tool is disabled for this session", summary="disabled")
     else:
         try:
             output = tool.run(ctx, args)
@@ -72,7 +95,17 @@ def run_tool(ctx: TurnContext, name: str, args: dict[str, Any]) -> ToolOutput:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             output = ToolOutput(f"error: bad arguments for {name}: {exc}")
-    ctx.tool_complete(tool_id, name, args, output.result, time.monotonic() - started, output.summary, context)
+    ctx.tool_complete(
+        tool_id,
+        name,
+        args,
+        output.result,
+        time.monotonic() - started,
+        output.summary,
+        context,
+        data=output.data,
+        fields=output.fields,
+    )
     return output
 
 
@@ -177,7 +210,8 @@ def set_todos(ctx: TurnContext, todos: list[dict[str, Any]]) -> None:
     ctx.emit("todo.updated", payload)
 
 
-def _todo(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
+def parse_todos(args: dict[str, Any]) -> list[dict[str, str]]:
+    """The todo tool's list, normalised (``id``, ``content``, ``status``); ValueError when malformed."""
     items = args["todos"]
     if not isinstance(items, list):
         raise ValueError("todos must be a list")
@@ -194,8 +228,27 @@ def _todo(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
                 "status": status,
             }
         )
+    return todos
+
+
+def _todo_start_fields(args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"todos": parse_todos(args)}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+def _todo(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
+    todos = parse_todos(args)
     set_todos(ctx, todos)
-    return ToolOutput(json.dumps({"todos": todos}), summary=f"{len(todos)} item(s)")
+    counts = {status: sum(1 for t in todos if t["status"] == status) for status in TODO_STATUSES}
+    data = {"todos": todos, "summary": {"total": len(todos), **counts}}
+    return ToolOutput(
+        json.dumps(data, ensure_ascii=False),
+        summary=f"{len(todos)} item(s)",
+        data=data,
+        fields={"todos": todos},
+    )
 
 
 register(
@@ -221,6 +274,7 @@ register(
             "required": ["todos"],
         },
         _todo,
+        start_fields=_todo_start_fields,
     )
 )
 
@@ -269,12 +323,15 @@ register(
 
 
 def _delegate(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
-    from .subagents import delegate
+    from .subagents import DelegationPaused, delegate
 
     goal, prompt = args["goal"], args.get("prompt") or args["goal"]
     if not isinstance(goal, str) or not goal.strip() or not isinstance(prompt, str):
         raise ValueError("goal must be a non-empty string")
-    sub = delegate(ctx, goal.strip(), prompt)
+    try:
+        sub = delegate(ctx, goal.strip(), prompt)
+    except DelegationPaused as exc:
+        return ToolOutput(f"error: {exc}", summary="paused")
     return ToolOutput(sub.summary or "", summary=f"{sub.status}, {sub.tool_count} tool call(s)")
 
 

@@ -148,6 +148,7 @@ def start(live: LiveSession, text: str, observer: Any = None) -> None:
     service.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
     _auto_title(live, text)
     ctx = TurnContext(live, text, history, observer)
+    ctx.attachments, live.attachments = live.attachments, []
     live.turn = ctx
     live.running = True
     live.idle.clear()
@@ -177,7 +178,15 @@ def _run_turn(live: LiveSession, ctx: TurnContext) -> None:
         log.exception("turn crashed session=%s", live.id)
         status, error = "error", f"{exc.__class__.__name__}: {exc}"
     finally:
+        if error is not None:
+            _say_error(ctx, error)
         _finish(live, ctx, status, error)
+
+
+def _say_error(ctx: TurnContext, error: str) -> None:
+    """A failed turn's reason as the last visible part: hermes clients render only ``text``."""
+    text = ctx.text
+    ctx.delta(("\n" if text and not text.endswith("\n") else "") + f"Error: {error}")
 
 
 def _agent(live: LiveSession) -> Any:

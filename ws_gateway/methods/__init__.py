@@ -1,3 +1,14 @@
 """Built-in RPC handlers, one module per namespace. Importing registers them."""
 
-from . import commands, config, interact, process, prompt, session, subagent  # noqa: F401
+from . import (  # noqa: F401
+    commands,
+    config,
+    gateway,
+    interact,
+    process,
+    prompt,
+    session,
+    subagent,
+    tools,
+    workspace,
+)

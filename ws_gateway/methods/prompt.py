@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..agent import turns
-from ..rpc import method
+from ..agent import background, turns
+from ..rpc import RpcError, method
 from ..rpc.call import Call
+from ..rpc.errors import PROCESS_ID_REQUIRED
 from ..sessions import service
 
 
@@ -52,3 +53,12 @@ def session_undo(call: Call) -> dict[str, Any]:
 @method("session.usage", pool=True)
 def session_usage(call: Call) -> dict[str, Any]:
     return service.usage(_live(call))
+
+
+@method("prompt.background")
+def prompt_background(call: Call) -> dict[str, Any]:
+    live = _live(call)
+    text = call.params.str("text", "") or ""
+    if not text.strip():
+        raise RpcError(PROCESS_ID_REQUIRED, "text required")
+    return {"task_id": background.start(live, text)}

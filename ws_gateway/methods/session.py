@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..agent import compression
+from ..builtin_commands import status_text
 from ..cluster import cluster
-from ..outbox import outbox
+from ..outbox import emit, outbox
 from ..rpc import RpcError, method
 from ..rpc.call import Call
 from ..rpc.errors import BAD_VALUE, SESSION_NOT_FOUND
-from ..sessions import service, store
+from ..sessions import branching, export, service, store
 from ..sessions.eventlog import Replay
 from ..sessions.registry import registry
+
+DEFAULT_SOURCE = "tui"
 
 
 @method("session.create")
@@ -23,7 +27,8 @@ def session_create(call: Call) -> dict[str, Any]:
         title=p.str("title", ""),
         model=p.str("model"),
         close_on_disconnect=p.bool("close_on_disconnect"),
-        source=p.str("source", ""),
+        # The reference's default for a session that does not say where it comes from.
+        source=p.str("source") or DEFAULT_SOURCE,
         messages=service.validate_messages(p.list("messages")),
         server_requests=_opt_bool(call, "server_requests"),
     )
@@ -158,3 +163,38 @@ def session_events_since(call: Call) -> dict[str, Any]:
         "epoch": outbox.epoch,
         **service.open_requests(live),
     }
+
+
+@method("session.status")
+def session_status(call: Call) -> dict[str, Any]:
+    live = service.get_live(call.params.session_id(), call.conn.user_id)
+    return {"output": status_text(live)}
+
+
+@method("session.save", pool=True)
+def session_save(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    return {"file": str(export.save(live, p.str("path")))}
+
+
+@method("session.compress", pool=True)
+def session_compress(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    result = compression.compress(live, (p.str("focus_topic") or "").strip())
+    emit(live.id, "session.info", result["info"])
+    return result
+
+
+@method("session.branch", pool=True)
+def session_branch(call: Call) -> dict[str, Any]:
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    name = " ".join((p.str("name") or "").split())
+    return branching.branch(call, live, name, p.int("upto", None, minimum=0))
+
+
+@method("session.most_recent", pool=True)
+def session_most_recent(call: Call) -> dict[str, Any]:
+    return store.most_recent(call.conn.user_id) or {"session_id": None}

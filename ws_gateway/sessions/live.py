@@ -60,6 +60,10 @@ class LiveSession:
     subagents: list[Any] = field(default_factory=list)
     # A child session while its delegated turn runs: watch windows may not prompt it.
     watch_locked: bool = False
+    # Images attached for the next prompt ({name, mime, data, path}); taken by the next turn.
+    attachments: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # Interactive requests of this session waiting for a person (live status "waiting").
+    open_requests: int = 0
     todos: list[dict[str, Any]] = field(default_factory=list)
     todo_revision: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)

@@ -52,6 +52,12 @@ class SessionRegistry:
         with self._lock:
             self._by_conn.get(conn_id, set()).discard(live.id)
 
+    def of_connection(self, conn_id: str) -> list[LiveSession]:
+        """The live sessions a connection is attached to, most recently active first."""
+        with self._lock:
+            found = [self._by_id[i] for i in self._by_conn.get(conn_id, ()) if i in self._by_id]
+        return sorted(found, key=lambda s: s.last_active, reverse=True)
+
     def unlink_connection(self, conn_id: str) -> list[LiveSession]:
         """Forget a connection; returns the sessions it was attached to."""
         with self._lock:

@@ -34,10 +34,19 @@ from .registry import registry
 log = logging.getLogger(__name__)
 
 ROLES = ("user", "assistant", "tool")
-WIRE_STATUS = {BUILDING: "starting", RUNNING: "streaming"}
+# The live status words the hermes clients render (PROTOCOL.md section 5).
+WIRE_STATUS = {BUILDING: "starting", RUNNING: "working"}
 
 
 # -- lookups ----------------------------------------------------------------
+
+
+def find_live(session_id: str, user_id: int | None) -> LiveSession | None:
+    """The live session the caller may use, else None."""
+    live = registry.get(session_id)
+    if live is None or live.ended or live.owner_id != user_id:
+        return None
+    return live
 
 
 def get_live(session_id: str, user_id: int | None) -> LiveSession:
@@ -90,6 +99,8 @@ def info(live: LiveSession) -> dict[str, Any]:
 
 
 def wire_status(live: LiveSession) -> str:
+    if live.running and live.open_requests > 0:
+        return "waiting"
     return WIRE_STATUS.get(live.status, "idle")
 
 
@@ -201,7 +212,17 @@ def spawn(
 
 
 # Per-session settings that follow a session to the process that adopts it.
-PORTABLE_CONFIG = ("busy_input_mode", "approval_mode", "backend", "approved_patterns")
+PORTABLE_CONFIG = (
+    "busy_input_mode",
+    "approval_mode",
+    "backend",
+    "approved_patterns",
+    "disabled_tools",
+    "fast",
+    "reasoning_effort",
+    "verbose",
+    "personality",
+)
 
 
 def remember_config(live: LiveSession) -> None:
@@ -438,6 +459,15 @@ def record(live: LiveSession, rows: list[dict[str, Any]]) -> None:
         store.ensure_row(live)
         live.messages.extend(rows)
         store.append(live, rows)
+
+
+def replace_messages(live: LiveSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the whole transcript (compression), in memory and in one database transaction."""
+    with live.lock:
+        store.ensure_row(live)
+        live.messages[:] = rows
+        store.replace(live, rows)
+        return list(live.messages)
 
 
 def truncate(live: LiveSession, keep: int) -> int:

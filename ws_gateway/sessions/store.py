@@ -14,6 +14,8 @@ from .live import LiveSession
 
 PREVIEW_CHARS = 120
 ROW_FIELDS = ("reasoning", "name", "args", "context")
+# Sessions that no person started: not listed (as the reference hides "tool" rows).
+HIDDEN_SOURCES = ("tool",)
 
 
 def _ts(value: float | None) -> datetime:
@@ -110,6 +112,14 @@ def truncate(live: LiveSession, keep: int) -> None:
         StoredSession.objects.filter(id=live.key).update(message_count=keep, last_active=djtz.now())
 
 
+def replace(live: LiveSession, messages: list[dict[str, Any]]) -> None:
+    """Replace every stored row of the session by ``messages``."""
+    with transaction.atomic():
+        TranscriptMessage.objects.filter(session_id=live.key).delete()
+        TranscriptMessage.objects.bulk_create([_new_row(live.key, i, m) for i, m in enumerate(messages)])
+        StoredSession.objects.filter(id=live.key).update(message_count=len(messages), last_active=djtz.now())
+
+
 def set_title(live: LiveSession, title: str) -> None:
     ensure_row(live)
     StoredSession.objects.filter(id=live.key).update(title=title, last_active=djtz.now())
@@ -149,7 +159,7 @@ def reopen(session: StoredSession) -> None:
 
 
 def list_sessions(owner_id: int | None, limit: int, title: str | None) -> list[dict[str, Any]]:
-    qs = StoredSession.objects.filter(owner_id=owner_id).exclude(source="tool")
+    qs = StoredSession.objects.filter(owner_id=owner_id).exclude(source__in=HIDDEN_SOURCES)
     if title:
         qs = qs.filter(title__icontains=title)
     return [
@@ -163,6 +173,32 @@ def list_sessions(owner_id: int | None, limit: int, title: str | None) -> list[d
         }
         for s in qs.order_by("-last_active")[:limit]
     ]
+
+
+def titles_like(base: str, owner_id: int | None) -> list[str]:
+    """Titles of the owner's sessions that are ``base`` or ``base #N``."""
+    qs = StoredSession.objects.filter(owner_id=owner_id)
+    return list(qs.filter(title=base).values_list("title", flat=True)) + list(
+        qs.filter(title__startswith=f"{base} #").values_list("title", flat=True)
+    )
+
+
+def most_recent(owner_id: int | None) -> dict[str, Any] | None:
+    """The owner's most recently active session that a person started (no subagents)."""
+    found = (
+        StoredSession.objects.filter(owner_id=owner_id)
+        .exclude(source__in=HIDDEN_SOURCES)
+        .order_by("-last_active")
+        .first()
+    )
+    if found is None:
+        return None
+    return {
+        "session_id": found.id,
+        "title": found.title,
+        "started_at": found.started_at.timestamp(),
+        "source": found.source,
+    }
 
 
 def delete(key: str, owner_id: int | None) -> bool:

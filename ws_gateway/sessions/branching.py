@@ -1,0 +1,56 @@
+"""``session.branch``: a new stored session with a copy of a transcript, and its title."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..rpc.call import Call
+from ..rpc.errors import RpcError
+from . import service, store
+from .live import LiveSession
+
+NOTHING_TO_BRANCH = 4008
+_NUMBERED = re.compile(r"^(.*?) #(\d+)$")
+
+
+def next_title(base_title: str, existing: list[str]) -> str:
+    """The next title of a lineage: ``x`` -> ``x #2`` -> ``x #3`` (the first free number)."""
+    match = _NUMBERED.match(base_title)
+    base = match.group(1) if match else base_title
+    numbers = [1 for t in existing if t == base]
+    for title in existing:
+        found = _NUMBERED.match(title)
+        if found and found.group(1) == base:
+            numbers.append(int(found.group(2)))
+    return f"{base} #{max(numbers) + 1}" if numbers else base
+
+
+def branch(call: Call, live: LiveSession, name: str = "", upto: int | None = None) -> dict[str, Any]:
+    """A new live session (attached to the caller) holding the first ``upto`` rows (all by default)."""
+    with live.lock:
+        history = [dict(m) for m in live.messages]
+    if upto is not None:
+        history = history[:upto]
+    if not history:
+        raise RpcError(NOTHING_TO_BRANCH, "nothing to branch: send a message first")
+    base = name or live.title or "branch"
+    title = name or next_title(base, store.titles_like(base, live.owner_id))
+    child = service.create(
+        call,
+        cwd=live.cwd,
+        title=title,
+        model=live.model,
+        source=live.source,
+        messages=history,
+        parent_key=live.key,
+        config={k: v for k, v in live.config.items() if k in service.PORTABLE_CONFIG},
+    )
+    service.set_title(child, title)
+    return {
+        "session_id": child.id,
+        "stored_session_id": child.key,
+        "title": title,
+        "parent": live.key,
+        "message_count": len(history),
+    }
