@@ -10,5 +10,6 @@ from . import (  # noqa: F401
     session,
     subagent,
     tools,
+    unavailable,
     workspace,
 )
