@@ -12,7 +12,7 @@ from ..sessions.live import LiveSession
 from . import turns
 
 TITLE_CHARS = 40
-SOURCE = "background"
+SOURCE = "tool"  # a worker session: hidden from session.list like subagents
 
 
 def start(parent: LiveSession, text: str) -> str:

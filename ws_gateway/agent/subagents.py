@@ -94,7 +94,7 @@ def delegate(ctx: TurnContext, goal: str, prompt: str) -> Subagent:
         cwd=parent.cwd,
         model=parent.model,
         title=goal,
-        source="subagent",
+        source="tool",  # hidden from session.list, as the reference hides its subagent rows
         parent_key=parent.key,
         config={k: v for k, v in parent.config.items() if k in ("backend", "approval_mode")},
     )
