@@ -678,3 +678,20 @@ async def test_workspace_methods_without_a_session(gw):
         assert await client.call("terminal.resize", {"cols": 80, "session_id": "00000000"}) == {"cols": 80}
         err = await rpc_error(client.call("tools.configure", {"action": "disable", "names": ["terminal"]}))
         assert err.code == 4002
+
+
+@pytest.mark.parametrize("offered", [["once", "session", "always", "deny"], ["once", "session", "deny"]])
+async def test_approval_request_says_whether_always_is_offered(gateways, offered):
+    # The hermes client draws its buttons from allow_permanent: "Always" must not be shown when refused.
+    gateway = (
+        gateways.shared("memory")
+        if "always" in offered
+        else gateways.shared("memory", APPROVAL_CHOICES=offered)
+    )
+    async with Session.open(gateway) as s:
+        mark = await submit(s, "!approve echo ok")
+        request = (await s.client.event("approval.request", s.sid, after=mark))["payload"]
+        assert request["choices"] == offered
+        assert request["allow_permanent"] is ("always" in offered)
+        await s.call("approval.respond", {"choice": "once"})
+        assert (await reply(s, mark))["text"] == "Ran: echo ok (exit 0)\nok"
