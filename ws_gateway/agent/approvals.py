@@ -83,12 +83,11 @@ def request_approval(ctx: TurnContext, command: str, match: Match | None, always
     if not always_ask and match is not None and pre_approved(session, match):
         return True
     description = match.description if match else "run this command"
-    answer = pending.ask(
-        session,
-        "approval",
-        {"command": command, "description": description, "choices": choices()},
-        timeout_for("approval"),
-    )
+    offered = choices()
+    # The hermes clients build their buttons from allow_permanent, not from choices.
+    payload = {"command": command, "description": description, "choices": offered}
+    payload["allow_permanent"] = "always" in offered
+    answer = pending.ask(session, "approval", payload, timeout_for("approval"))
     choice = answer.get("choice", "deny") if isinstance(answer, dict) else "deny"
     if choice not in choices():
         choice = "deny"

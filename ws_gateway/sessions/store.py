@@ -51,6 +51,10 @@ def ensure_row(live: LiveSession) -> None:
 
 def _create_row(live: LiveSession, messages: list[dict[str, Any]]) -> None:
     with transaction.atomic():
+        # The parent may have no row (nothing stored yet, or deleted meanwhile): link only a real one.
+        parent = live.parent_key
+        if parent and not StoredSession.objects.filter(id=parent).exists():
+            parent = None
         StoredSession.objects.get_or_create(
             id=live.key,
             defaults=dict(
@@ -60,7 +64,7 @@ def _create_row(live: LiveSession, messages: list[dict[str, Any]]) -> None:
                 source=live.source,
                 model=live.model,
                 cwd=live.cwd,
-                parent_id=live.parent_key,
+                parent_id=parent,
                 started_at=_ts(live.started_at),
                 message_count=len(messages),
             ),
