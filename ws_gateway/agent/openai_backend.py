@@ -343,8 +343,12 @@ class OpenAITurn:
         self.ctx = ctx
         self.url = _display_url(backend.base_url)
         self.messages: list[dict[str, Any]] = []
-        if backend.system_prompt:
-            self.messages.append({"role": "system", "content": backend.system_prompt})
+        system = [backend.system_prompt] if backend.system_prompt else []
+        personality = ctx.session.config.get("personality")
+        if personality:  # config.set personality (the hermes client's /personality)
+            system.append(f"Answer in this style: {personality}")
+        if system:
+            self.messages.append({"role": "system", "content": "\n\n".join(system)})
         self.messages += history_messages(ctx.history)
         self.messages.append({"role": "user", "content": user_content(ctx.prompt, ctx.attachments)})
 
@@ -388,6 +392,9 @@ class OpenAITurn:
             kwargs["tools"] = [t.schema() for t in enabled]
         if self.backend.temperature is not None:
             kwargs["temperature"] = self.backend.temperature
+        effort = self.ctx.session.config.get("reasoning_effort")
+        if effort:  # only when a person chose one (config.set reasoning)
+            kwargs["reasoning_effort"] = effort
         return kwargs
 
     def fail(self, message: str) -> TurnFailed:
