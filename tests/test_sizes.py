@@ -135,10 +135,40 @@ async def test_a_big_session_resumes_pages_and_replays_exactly(gateway, prompts)
 
             replayed = await replay(reader, sid)
             assert replayed == live
+
+            # Closed, the session is read back from the database, page by page again.
+            assert (await reader.call("session.close", {"session_id": sid}))["closed"]
+            again = await reader.call("session.resume", {"session_id": key})
+            assert again["session_id"] != sid and again["message_count"] == len(expected)
+            rows = await read_transcript(reader, again["session_id"], again)
+            assert [r["text"] for r in rows] == expected
         finally:
             await reader.close()
     finally:
         await writer.close()
+
+
+@pytest.mark.db
+async def test_a_big_session_owned_by_another_worker_is_paged_through_it(clusters):
+    """Pages are made on the owner and forwarded; each still fits one message."""
+    cluster, _ = clusters(2)
+    w1, w2 = cluster.workers
+    prompts = [words(400_000, f"c{n}x") for n in range(3)]
+    expected = [text for p in prompts for text in (p, f"You said: {p}")]
+    owner = await GatewayClient.open(w1.url, max_size=MIB)
+    other = await GatewayClient.open(w2.url, max_size=MIB)
+    try:
+        created = await owner.call("session.create")
+        sid, key = created["session_id"], created["stored_session_id"]
+        await run_turns(owner, sid, prompts)
+        resumed = await other.call("session.resume", {"session_id": key})
+        assert resumed["session_id"] == sid and resumed["more"]
+        rows = await read_transcript(other, sid, resumed)
+        assert [r["text"] for r in rows] == expected
+        assert await replay(other, sid) == session_events(owner, sid)
+    finally:
+        await owner.close()
+        await other.close()
 
 
 @pytest.mark.parametrize("flush_ms", [33, 5000], ids=["default-merging", "merged-over-the-limit"])

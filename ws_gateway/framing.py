@@ -68,31 +68,36 @@ def split_text(text: str, budget: int) -> list[str]:
 
     The parts concatenate to ``text`` exactly; cuts fall between code points. Sizes are
     measured, not estimated, so escapes (quotes, newlines, control characters) are counted."""
-    if budget < 16:
-        raise ValueError("budget too small to carry text")
     parts: list[str] = []
     start = 0
     while start < len(text):
-        rest = len(text) - start
-        if rest * _MAX_JSON_PER_CHAR + 2 <= budget:
-            parts.append(text[start:])
-            break
-        # Guess from the size of what is left, then shrink until the part fits.
-        size = json_len(text[start : start + min(rest, budget)])
-        n = min(rest, budget)
-        while size > budget:
-            n = max(1, int(n * budget / size * 0.98))
-            size = json_len(text[start : start + n])
-        parts.append(text[start : start + n])
-        start += n
+        end = _cut(text, start, budget)
+        parts.append(text[start:end])
+        start = end
     return parts
 
 
 def head(text: str, budget: int) -> str:
     """The longest prefix of ``text`` (roughly) whose JSON string fits in ``budget`` bytes."""
-    if budget < 16:
+    if budget < 16 or not text:
         return ""
-    return split_text(text, budget)[0] if text else ""
+    return text[: _cut(text, 0, budget)]
+
+
+def _cut(text: str, start: int, budget: int) -> int:
+    """Where a part of ``text`` starting at ``start`` ends so that it encodes in ``budget`` bytes."""
+    if budget < 16:
+        raise ValueError("budget too small to carry text")
+    rest = len(text) - start
+    if rest * _MAX_JSON_PER_CHAR + 2 <= budget:
+        return len(text)
+    # Guess from the size of what is left, then shrink until the part fits.
+    n = min(rest, budget)
+    size = json_len(text[start : start + n])
+    while size > budget:
+        n = max(1, int(n * budget / size * 0.98))
+        size = json_len(text[start : start + n])
+    return start + n
 
 
 def page_back(
