@@ -62,7 +62,8 @@ DEFAULTS: dict[str, Any] = {
     # on every accepted socket, so daphne's --websocket-max-* flags do not apply). Outbound,
     # nothing larger is sent: long results are paged, long streamed text is split into several
     # events, and a response that still cannot fit becomes error 4131 (docs/protocol-paging.md).
-    # 1 MiB is also the default receive limit of common clients (Python websockets).
+    # 1 MiB is also the default receive limit of common clients (Python websockets). Keep it
+    # at 64 KiB or more: every event and snapshot must fit with its envelope.
     "MAX_MESSAGE_BYTES": 1024 * 1024,
     # Largest prompt text (UTF-8 bytes) prompt.submit / session.steer accept; over it: 4002.
     # Below MAX_MESSAGE_BYTES, so a prompt that fits this limit also fits one frame.

@@ -40,7 +40,8 @@ def max_message_bytes() -> int:
 
 def event_budget() -> int:
     """The largest event frame the outbox sends (bytes)."""
-    return max_message_bytes() - EVENT_HEADROOM
+    limit = max_message_bytes()
+    return limit - min(EVENT_HEADROOM, limit // 8)
 
 
 def utf8_len(text: str) -> int:

@@ -123,7 +123,7 @@ class Stream:
         if len(text) * 6 + 512 <= budget:  # 6: the widest JSON escape of one character
             return [text]
         envelope = framing.json_len(self._params(type_, {"text": ""}, self.seq + 1))
-        parts = framing.split_text(text, budget - envelope - 16)
+        parts = framing.split_text(text, max(64, budget - envelope - 16))
         if len(parts) > 1:
             log.warning(
                 "%s of %d bytes split into %d events to fit frames session=%s",
