@@ -89,7 +89,7 @@ async def test_another_users_session_looks_missing(private_gateway):
 
 
 async def test_a_frame_over_the_limit_closes_with_4509(gateways):
-    gateway = gateways.shared("memory", MAX_FRAME_CHARS=10_000)
+    gateway = gateways.shared("memory", MAX_MESSAGE_BYTES=10_000)
     async with websockets.connect(gateway.url) as ws:
         await ws.recv()
         await ws.send('{"id": 1, "method": "test.echo", "params": {"x": "' + "a" * 20_000 + '"}}')

@@ -357,3 +357,18 @@ async def test_requests_over_the_rate_limit_get_4290_and_ping_is_not_counted(set
         limited = answers[3]["error"]
         assert limited["code"] == 4290 and limited["data"]["retry_after_ms"] > 0
         check_result(await s.exchange(ping("p")), "p", {"ok": True})
+
+
+async def test_a_message_over_the_byte_limit_is_closed_with_4509_by_the_app_itself(settings: Any) -> None:
+    """Servers other than daphne hand the app whatever they accept: the app counts UTF-8 bytes."""
+    settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "MAX_MESSAGE_BYTES": 4000}
+    async with connect() as s:
+        s.ready = await s.recv()
+
+        def frame(n: int, text: str) -> str:
+            return json.dumps({"id": n, "method": "test.echo", "params": {"x": text}}, ensure_ascii=False)
+
+        check_result(await s.exchange(frame(1, "é" * 1900)), 1, {"params": {"x": "é" * 1900}})
+        await s.send(frame(2, "é" * 2000))  # 2,000 characters, over 4,000 bytes
+        closed = await s.comm.receive_output(TIMEOUT)
+        assert closed == {"type": "websocket.close", "code": 4509}

@@ -1,4 +1,5 @@
-"""How much a socket has not yet sent, where the server lets us see it, and a direct write.
+"""How much a socket has not yet sent, where the server lets us see it, a direct write,
+and the server's own message-size limit.
 
 daphne never makes ``send`` wait: what the kernel does not take piles up in
 the Twisted transport's buffer, unseen by the application. This looks into
@@ -21,6 +22,33 @@ class TransportView:
     def __init__(self, protocol: Any, transport: Any) -> None:
         self._protocol = protocol
         self._transport = transport
+        self.refused_too_large = False  # an inbound message over the limit closed the socket
+
+    def limit_messages(self, max_bytes: int, close_code: int) -> None:
+        """Refuse inbound messages over ``max_bytes`` with a close frame carrying ``close_code``.
+
+        Set before the handshake completes, so it covers the first frame. autobahn enforces the
+        limit as it reads (a 20 MB frame is refused at its header, never buffered); by default it
+        drops the TCP connection (the client sees 1006) or sends 1009, so here its failure path
+        sends a proper close instead and names the app's code."""
+        protocol = self._protocol
+        if not hasattr(protocol, "maxMessagePayloadSize"):
+            return
+        protocol.maxMessagePayloadSize = max_bytes
+        protocol.maxFramePayloadSize = max_bytes
+        protocol.failByDrop = False
+        fail = getattr(protocol, "_fail_connection", None)
+        too_big = getattr(protocol, "CLOSE_STATUS_CODE_MESSAGE_TOO_BIG", 1009)
+        if fail is None:
+            return
+
+        def fail_connection(code: int = 1001, reason: str = "going away") -> None:
+            if code == too_big:
+                self.refused_too_large = True
+                code, reason = close_code, "message too large"
+            fail(code, reason)
+
+        protocol._fail_connection = fail_connection
 
     def allow_slow_close(self, seconds: float) -> None:
         """Give the peer ``seconds`` to read up to our close frame before the connection drops.

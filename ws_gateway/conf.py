@@ -9,6 +9,7 @@ Changing ``settings.WS_GATEWAY`` (``override_settings`` in tests) resets it.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from django.conf import settings
@@ -56,8 +57,17 @@ DEFAULTS: dict[str, Any] = {
     # bucket); over it a request is answered 4290 with data.retry_after_ms. gateway.ping and
     # replies to server requests are not counted. None = no limit.
     "RATE_LIMIT": None,
-    # Largest inbound text frame (characters); a larger one closes the socket with 4509.
-    "MAX_FRAME_CHARS": 1_000_000,
+    # Largest WebSocket message in either direction, in bytes of UTF-8. Inbound, a larger one
+    # closes the socket with 4509 (the consumer sets daphne's/autobahn's own limits from this
+    # on every accepted socket, so daphne's --websocket-max-* flags do not apply). Outbound,
+    # nothing larger is sent: long results are paged, long streamed text is split into several
+    # events, and a response that still cannot fit becomes error 4131 (docs/protocol-paging.md).
+    # 1 MiB is also the default receive limit of common clients (Python websockets). Keep it
+    # at 64 KiB or more: every event and snapshot must fit with its envelope.
+    "MAX_MESSAGE_BYTES": 1024 * 1024,
+    # Largest prompt text (UTF-8 bytes) prompt.submit / session.steer accept; over it: 4002.
+    # Below MAX_MESSAGE_BYTES, so a prompt that fits this limit also fits one frame.
+    "MAX_PROMPT_BYTES": 1_000_000,
     # Skin sent in gateway.ready and served by config.get skin.
     "SKIN": "default",
     # Extra skins {name: {colors, branding, ...}} added to the built-in ones.
@@ -99,6 +109,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Old names still read (with a DeprecationWarning) when the new one is not set.
+DEPRECATED = {"MAX_FRAME_CHARS": "MAX_MESSAGE_BYTES"}
+
+
 class GatewaySettings:
     """Attribute access to WS_GATEWAY with DEFAULTS as the fallback."""
 
@@ -112,7 +126,12 @@ class GatewaySettings:
             raise AttributeError(f"unknown ws_gateway setting: {name}")
         if name not in self._cache:
             user = getattr(settings, "WS_GATEWAY", {}) or {}
-            self._cache[name] = user.get(name, DEFAULTS[name])
+            value = user.get(name, DEFAULTS[name])
+            for old, new in DEPRECATED.items():
+                if new == name and name not in user and old in user:
+                    warnings.warn(f"WS_GATEWAY[{old!r}] is deprecated: use {new!r}", DeprecationWarning, 2)
+                    value = user[old]
+            self._cache[name] = value
         return self._cache[name]
 
     def reload(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from .backpressure import TransportView
 from .cluster import cluster
 from .conf import gateway_settings
+from .framing import utf8_len
 from .outbox import event_frame, outbox
 from .sessions.eventlog import LoggedEvent
 
@@ -81,9 +82,8 @@ class Connection:
         if self._transport is not None and not self._out:
             try:
                 self._transport.send_now(text)
-            except Exception:
-                self.stats.send_failures += 1
-                log.debug("send failed peer=%s", self.peer, exc_info=True)
+            except Exception as exc:
+                self._send_failed(text, exc)
             if self._transport.unsent_bytes() > gateway_settings.OUTBOUND_MAX_BYTES:
                 self._slow_consumer()
             return
@@ -107,14 +107,20 @@ class Connection:
                 self._out_bytes -= len(text)
                 try:
                     await self._send_text(text)
-                except Exception:
-                    self.stats.send_failures += 1
-                    log.debug("send failed peer=%s", self.peer, exc_info=True)
+                except Exception as exc:
+                    self._send_failed(text, exc)
             if (
                 self._transport is not None
                 and self._transport.unsent_bytes() > gateway_settings.OUTBOUND_MAX_BYTES
             ):
                 self._slow_consumer()
+
+    def _send_failed(self, text: str, exc: Exception) -> None:
+        # The app sizes every frame under the limit (framing), so this is a fault worth seeing.
+        self.stats.send_failures += 1
+        log.warning(
+            "send failed peer=%s bytes=%d: %s: %s", self.peer, utf8_len(text), type(exc).__name__, exc
+        )
 
     def _slow_consumer(self) -> None:
         """The client does not read: stop queuing, close with 4008, and abort if it stays stuck."""

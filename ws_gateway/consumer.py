@@ -18,8 +18,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import __version__, forwarding, lifecycle, skins, workers
-from .backpressure import server_send, transport_view
+from . import __version__, forwarding, framing, lifecycle, skins, workers
+from .backpressure import TransportView, server_send, transport_view
 from .cluster import cluster, connection_id
 from .conf import gateway_settings
 from .connection import Connection, connections
@@ -82,6 +82,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "ws_gateway.no_layer"
 
     conn: Connection | None = None
+    transport: TransportView | None = None
     dispatcher: Dispatcher | None = None
     close_reason = "not_connected"
 
@@ -110,6 +111,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         await lifecycle.start(get_channel_layer())
         peer = _peer(self.scope)
         user_id = _user_id(self.scope)
+        self.transport = transport_view(self.base_send)
+        if self.transport is not None:
+            self.transport.limit_messages(framing.max_message_bytes(), CLOSE_TOO_LARGE)
         await self.accept()
         if lifecycle.draining:
             self.close_reason = "draining"
@@ -126,7 +130,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             peer=peer,
             send_text=self._send_text,
             close=self.close,
-            transport=transport_view(self.base_send),
+            transport=self.transport,
         )
         try:
             await self.send(text_data=event_frame({"type": "gateway.ready", "payload": ready_payload()}))
@@ -149,7 +153,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         self.conn.stats.messages += 1
         text = message.get("text")
-        if text is not None and len(text) > gateway_settings.MAX_FRAME_CHARS:
+        # daphne refuses an oversized message itself (limit_messages); other servers pass it on.
+        if text is not None and not framing.fits(text, framing.max_message_bytes()):
             self.close_reason = "message_too_large"
             await self.conn.close(CLOSE_TOO_LARGE)
         elif text is not None:
@@ -160,7 +165,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         conn = self.conn
         if conn is not None:
-            if self.close_reason == "connected":
+            if self.transport is not None and self.transport.refused_too_large:
+                self.close_reason = "message_too_large"
+            elif self.close_reason == "connected":
                 self.close_reason = f"client_disconnect(code={message.get('code')})"
             connections.pop(conn.id, None)
             if self.dispatcher is not None:

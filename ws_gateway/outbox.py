@@ -26,7 +26,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import ids
+from . import framing, ids
 from .conf import gateway_settings
 from .sessions.eventlog import EventLogStore, LoggedEvent
 
@@ -113,17 +113,61 @@ class Stream:
         self._delta_type = None
         self._delta_parts = []
         self._last_flush = self.outbox.loop.time()
-        self._send(type_, {"text": text})
+        for part in self._parts(type_, text):
+            self._send(type_, {"text": part})
+
+    def _parts(self, type_: str, text: str) -> list[str]:
+        """A merged delta as one or more deltas, each of which fits a frame (seq stays
+        contiguous and the concatenation of the parts is the text)."""
+        budget = framing.event_budget()
+        if len(text) * 6 + 512 <= budget:  # 6: the widest JSON escape of one character
+            return [text]
+        envelope = framing.json_len(self._params(type_, {"text": ""}, self.seq + 1))
+        parts = framing.split_text(text, max(64, budget - envelope - 16))
+        if len(parts) > 1:
+            log.warning(
+                "%s of %d bytes split into %d events to fit frames session=%s",
+                type_,
+                framing.utf8_len(text),
+                len(parts),
+                self.session_id,
+            )
+        return parts
+
+    def _params(self, type_: str, payload: dict[str, Any] | None, seq: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"type": type_, "session_id": self.session_id}
+        if payload is not None:
+            params["payload"] = payload
+        params["seq"] = seq
+        return params
+
+    def _fit(self, type_: str, params: dict[str, Any], text: str) -> tuple[dict[str, Any], str]:
+        """An event too large for a frame loses its largest payload fields, named in
+        ``payload.omitted`` (``message.complete.text`` is also the concatenation of the turn's
+        deltas and the transcript's row: see docs/protocol-paging.md)."""
+        budget = framing.event_budget()
+        if framing.fits(text, budget):
+            return params, text
+        payload = params.get("payload") or {}
+        envelope = framing.json_len(self._params(type_, {}, params["seq"]))
+        fitted, omitted = framing.fit_payload(payload, budget - envelope - 16)
+        params = self._params(type_, fitted, params["seq"])
+        log.warning(
+            "%s of %d bytes too large for a frame: sent without %s session=%s seq=%d",
+            type_,
+            framing.utf8_len(text),
+            ", ".join(omitted),
+            self.session_id,
+            params["seq"],
+        )
+        return params, event_frame(params)
 
     def _send(
         self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
     ) -> None:
         self.seq += 1
-        params: dict[str, Any] = {"type": type_, "session_id": self.session_id}
-        if payload is not None:
-            params["payload"] = payload
-        params["seq"] = self.seq
-        text = event_frame(params)
+        params = self._params(type_, payload, self.seq)
+        params, text = self._fit(type_, params, event_frame(params))
         message = {
             "type": EVENT_MESSAGE,
             "sid": self.session_id,
@@ -142,7 +186,12 @@ class Stream:
                     "params": {"session_id": self.session_id, **srq_params, "seq": self.seq},
                 }
             )
-            message["srq"] = srq_text
+            if framing.fits(srq_text, framing.event_budget()):
+                message["srq"] = srq_text
+            else:
+                # Too large as a request: clients that opted in get the (fitted) event form.
+                log.warning("server request %s too large for a frame: sent as its event", srq_id)
+                srq_text = None
         event = LoggedEvent(self.seq, params, text, srq_text)
         self.log.append(event)
         if not self.outbox.clustered:

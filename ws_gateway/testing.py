@@ -47,7 +47,8 @@ class GatewayClient:
     async def open(cls, url: str, **kwargs: Any) -> GatewayClient:
         import websockets
 
-        ws = await websockets.connect(url, max_size=None, **kwargs)
+        kwargs.setdefault("max_size", None)
+        ws = await websockets.connect(url, **kwargs)
         client = cls(ws)
         first = json.loads(await asyncio.wait_for(ws.recv(), DEFAULT_TIMEOUT))
         client.frames.append(first)

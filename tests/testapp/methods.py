@@ -117,3 +117,9 @@ def flood(call: Any) -> dict[str, Any]:
 
     threading.Thread(target=run, daemon=True).start()
     return {"status": "flooding"}
+
+
+@method("test.big")
+def big(call: Any) -> dict[str, Any]:
+    """A result of about ``bytes`` bytes (``data``: that many ``x``)."""
+    return {"data": "x" * (call.params.int("bytes", 0, minimum=0) or 0)}

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import ids
 from ..outbox import emit
+from ..rpc.errors import RpcError
 from ..sessions.live import LiveSession
 
 
@@ -143,7 +144,10 @@ class TurnContext:
     def set_title(self, title: str) -> None:
         from ..sessions import service
 
-        service.set_title(self.session, title)
+        try:
+            service.set_title(self.session, title)
+        except RpcError as exc:  # a title that cannot be stored: the turn says why
+            raise TurnFailed(exc.message) from None
 
     # -- steering --------------------------------------------------------
 

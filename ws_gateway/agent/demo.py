@@ -84,18 +84,31 @@ class DemoTurn:
 Directive = Callable[[DemoTurn, str], None]
 
 
-def _ints(arg: str, usage: str, count: tuple[int, int]) -> list[int]:
+# Largest value of each numeric directive argument: enough for any script, small enough
+# that no argument can exhaust memory or overflow a timer.
+MAX_STREAM_TOKENS = 1_000_000
+MAX_DELAY_MS = 60_000
+MAX_SLEEP_MS = 3_600_000
+MAX_USAGE_TOKENS = 10**12
+
+
+def _ints(arg: str, usage: str, count: tuple[int, int], maxima: tuple[int, ...]) -> list[int]:
+    """The integer arguments of a directive, each within 0..its maximum (else a clear turn error)."""
+    ranges = " ".join(f"0..{m}" for m in maxima[: count[1]])
     try:
         values = [int(v) for v in arg.split()]
     except ValueError:
-        raise TurnFailed(f"usage: {usage}") from None
-    if not count[0] <= len(values) <= count[1] or any(v < 0 for v in values):
-        raise TurnFailed(f"usage: {usage}")
+        raise TurnFailed(f"usage: {usage} (integers {ranges})") from None
+    if not count[0] <= len(values) <= count[1]:
+        raise TurnFailed(f"usage: {usage} (integers {ranges})")
+    for value, maximum in zip(values, maxima, strict=False):
+        if not 0 <= value <= maximum:
+            raise TurnFailed(f"usage: {usage}: {value} is out of range 0..{maximum}")
     return values
 
 
 def d_stream(turn: DemoTurn, arg: str) -> None:
-    values = _ints(arg, "!stream N [DELAY_MS]", (1, 2))
+    values = _ints(arg, "!stream N [DELAY_MS]", (1, 2), (MAX_STREAM_TOKENS, MAX_DELAY_MS))
     n, delay_ms = values[0], values[1] if len(values) > 1 else 0
     tokens = [f"t{i} " for i in range(1, n)] + [f"t{n}"] if n else []
     turn.say_tokens(tokens, delay_ms / 1000.0)
@@ -106,7 +119,7 @@ def d_think(turn: DemoTurn, arg: str) -> None:
 
 
 def d_sleep(turn: DemoTurn, arg: str) -> None:
-    (ms,) = _ints(arg, "!sleep MS", (1, 1))
+    (ms,) = _ints(arg, "!sleep MS", (1, 1), (MAX_SLEEP_MS,))
     turn.ctx.wait(ms / 1000.0)
 
 
@@ -122,7 +135,7 @@ def d_title(turn: DemoTurn, arg: str) -> None:
 
 
 def d_usage(turn: DemoTurn, arg: str) -> None:
-    tokens_in, tokens_out = _ints(arg, "!usage IN OUT", (2, 2))
+    tokens_in, tokens_out = _ints(arg, "!usage IN OUT", (2, 2), (MAX_USAGE_TOKENS, MAX_USAGE_TOKENS))
     turn.reported_usage = True
     turn.ctx.usage(tokens_in, tokens_out)
 
@@ -221,7 +234,7 @@ def d_todo(turn: DemoTurn, arg: str) -> None:
 
 
 def d_todo_done(turn: DemoTurn, arg: str) -> None:
-    (n,) = _ints(arg, "!todo-done N", (1, 1))
+    (n,) = _ints(arg, "!todo-done N", (1, 1), (10_000,))
     todos = [dict(t) for t in turn.ctx.session.todos]
     if not 1 <= n <= len(todos):
         raise TurnFailed(f"!todo-done: no item {n}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from django import db
 
+from .. import framing
 from ..conf import gateway_settings
 from ..outbox import emit
 from ..rpc.errors import (
@@ -54,8 +55,7 @@ def submit(
     confirm_empty: bool = False,
 ) -> dict[str, Any]:
     """``prompt.submit``: start a turn, or queue / steer / redirect when one runs."""
-    if not text.strip():
-        raise RpcError(BAD_VALUE, "text required")
+    check_prompt(text)
     with live.lock:
         if submission_ref is not None and submission_ref in live.submissions:
             return live.submissions[submission_ref]
@@ -130,10 +130,21 @@ def _interrupt_locked(live: LiveSession) -> bool:
     return True
 
 
-def steer(live: LiveSession, text: str) -> str:
-    """``session.steer``: guidance into the running turn, else a queued prompt."""
+def check_prompt(text: str) -> None:
+    """4002 for a blank prompt or one over MAX_PROMPT_BYTES, before anything is stored."""
     if not text.strip():
         raise RpcError(BAD_VALUE, "text required")
+    limit = gateway_settings.MAX_PROMPT_BYTES
+    if not framing.fits(text, limit):
+        size = framing.utf8_len(text)
+        raise RpcError(
+            BAD_VALUE, f"prompt too large: {size} bytes (limit {limit})", {"bytes": size, "limit": limit}
+        )
+
+
+def steer(live: LiveSession, text: str) -> str:
+    """``session.steer``: guidance into the running turn, else a queued prompt."""
+    check_prompt(text)
     with live.lock:
         if live.running and live.turn is not None:
             live.turn.steer(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import framing
 from ..agent import compression
 from ..builtin_commands import status_text
 from ..cluster import cluster
@@ -11,7 +12,7 @@ from ..outbox import emit, outbox
 from ..rpc import RpcError, method
 from ..rpc.call import Call
 from ..rpc.errors import BAD_VALUE, SESSION_NOT_FOUND
-from ..sessions import branching, export, service, store
+from ..sessions import branching, export, paging, service, store
 from ..sessions.eventlog import Replay
 from ..sessions.registry import registry
 
@@ -23,8 +24,8 @@ def session_create(call: Call) -> dict[str, Any]:
     p = call.params
     live = service.create(
         call,
-        cwd=p.str("cwd"),
-        title=p.str("title", ""),
+        cwd=service.check_cwd(p.str("cwd")),
+        title=service.check_title(p.str("title", "")),
         model=p.str("model"),
         close_on_disconnect=p.bool("close_on_disconnect"),
         # The reference's default for a session that does not say where it comes from.
@@ -32,13 +33,13 @@ def session_create(call: Call) -> dict[str, Any]:
         messages=service.validate_messages(p.list("messages")),
         server_requests=_opt_bool(call, "server_requests"),
     )
-    return {
-        "session_id": live.id,
-        "stored_session_id": live.key,
-        "message_count": len(live.messages),
-        "messages": list(live.messages),
-        "info": service.info(live),
-    }
+    out = {"session_id": live.id, "stored_session_id": live.key, "info": service.info(live)}
+    with live.lock:
+        messages = list(live.messages)
+    budget = framing.max_message_bytes() - framing.json_len(out) - framing.RESPONSE_SLACK
+    page = paging.message_page(messages, budget)
+    out.update(message_count=len(messages), messages=page.rows, start=page.start, more=page.more)
+    return out
 
 
 @method("session.resume", pool=True)
@@ -51,6 +52,7 @@ def session_resume(call: Call) -> dict[str, Any]:
         omit_messages=p.bool("omit_messages"),
         close_on_disconnect=_opt_bool(call, "close_on_disconnect"),
         server_requests=_opt_bool(call, "server_requests"),
+        **paging.page_params(p),
     )
 
 
@@ -62,8 +64,9 @@ def _opt_bool(call: Call, key: str) -> bool | None:
 @method("session.activate")
 def session_activate(call: Call) -> dict[str, Any]:
     live = service.get_live(call.params.session_id(), call.conn.user_id)
+    page = paging.page_params(call.params)
     service.attach(call, live, _opt_bool(call, "server_requests"))
-    return service.snapshot(live)
+    return service.snapshot(live, **page)
 
 
 @method("session.close")
@@ -135,10 +138,31 @@ def session_title(call: Call) -> dict[str, Any]:
 
 @method("session.history")
 def session_history(call: Call) -> dict[str, Any]:
+    """The newest transcript rows before ``before`` that fit one message (docs/protocol-paging.md)."""
     live = service.get_live(call.params.session_id(), call.conn.user_id)
+    page_params = paging.page_params(call.params)
     with live.lock:
         messages = list(live.messages)
-    return {"count": len(messages), "messages": messages}
+    budget = framing.max_message_bytes() - framing.RESPONSE_SLACK
+    page = paging.message_page(messages, budget, **page_params)
+    return {"count": page.count, "messages": page.rows, "start": page.start, "more": page.more}
+
+
+@method("session.message")
+def session_message(call: Call) -> dict[str, Any]:
+    """A chunk of one transcript row's text, for rows shortened in pages."""
+    p = call.params
+    live = service.get_live(p.session_id(), call.conn.user_id)
+    index = p.int("index", minimum=0)
+    if index is None:
+        raise RpcError(BAD_VALUE, "index required")
+    field = p.str("field", "text")
+    offset = p.int("offset", 0, minimum=0)
+    limit = p.int("limit", minimum=1)
+    with live.lock:
+        messages = list(live.messages)
+    budget = framing.max_message_bytes() - framing.RESPONSE_SLACK
+    return paging.message_chunk(messages, index, field, offset, limit, budget)
 
 
 @method("session.events.since")
@@ -146,6 +170,7 @@ def session_events_since(call: Call) -> dict[str, Any]:
     p = call.params
     live = service.get_live(p.session_id(), call.conn.user_id)
     last_seen = p.int("last_seen", 0, minimum=0)
+    limit = p.int("limit", minimum=1)
     log = outbox.logs.get(live.id)
     replay = log.since(last_seen) if log is not None else Replay([], 0, last_seen > 0)
     if replay.truncated and cluster.active:
@@ -153,16 +178,19 @@ def session_events_since(call: Call) -> dict[str, Any]:
         durable = cluster.run(cluster.replay(live.id, last_seen))
         if not durable.truncated:
             replay = durable
-    events = [e.params for e in replay.events]
-    latest, truncated = replay.latest_seq, replay.truncated
-    return {
-        "events": events,
-        "latest_seq": latest,
-        "truncated": truncated,
-        "count": len(events),
+    out: dict[str, Any] = {
+        "events": [],
+        "latest_seq": replay.latest_seq,
+        "truncated": replay.truncated,
+        "count": 0,
         "epoch": outbox.epoch,
+        "more": False,
         **service.open_requests(live),
     }
+    budget = framing.max_message_bytes() - framing.json_len(out) - framing.RESPONSE_SLACK
+    page, more = paging.event_page(replay.events, budget, limit)
+    out.update(events=[e.params for e in page], count=len(page), more=more)
+    return out
 
 
 @method("session.status")

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import workers
+from .. import framing, workers
 from ..conf import gateway_settings
 from ..outbox import encode
 from . import errors
@@ -36,6 +37,23 @@ PING = "gateway.ping"
 # Hook for clients' replies to server requests (id + result/error, no method).
 ClientReplyHook = Callable[["Connection", dict[str, Any]], None]
 client_reply_hook: ClientReplyHook | None = None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def parse(text: str) -> Any:
+    """A frame's JSON, strictly: NaN, Infinity and out-of-range numbers are not JSON (RFC 8259),
+    though Python's decoder takes them; they would come back out unencodable."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def response(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:
@@ -99,15 +117,16 @@ class Dispatcher:
         if not text:
             return
         try:
-            obj = json.loads(text)
+            obj = parse(text)
         except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
             self.conn.stats.parse_errors += 1
             self._push(error_response(None, errors.PARSE_ERROR, "parse error"))
             return
+        check = framing.may_hold_unstorable(text)
         if isinstance(obj, list):
-            self._batch(obj)
+            self._batch(obj, check)
             return
-        outcome = self._prepare(obj)
+        outcome = self._prepare(obj, check)
         if isinstance(outcome, Job):
             self._schedule(outcome)
         elif outcome is not None:
@@ -118,13 +137,18 @@ class Dispatcher:
             error_response(None, errors.INVALID_REQUEST, "invalid request: binary frames are not supported")
         )
 
-    def _prepare(self, obj: Any) -> Job | dict[str, Any] | None:
-        """A Job to run, a response to send now, or None (nothing to answer)."""
+    def _prepare(self, obj: Any, check: bool = False) -> Job | dict[str, Any] | None:
+        """A Job to run, a response to send now, or None (nothing to answer).
+
+        ``check``: the frame may hold text that cannot be stored (see :func:`framing.unstorable`)."""
         if not isinstance(obj, dict):
             return error_response(None, errors.INVALID_REQUEST, "invalid request: expected an object")
         request_id = obj.get("id")
         name = obj.get("method")
         if name is None and "id" in obj and ("result" in obj or "error" in obj):
+            if check and framing.unstorable(obj.get("result"), "result") is not None:
+                log.info("client reply with unstorable text dropped peer=%s", self.conn.peer)
+                return None
             if client_reply_hook is not None:
                 client_reply_hook(self.conn, obj)
             return None
@@ -142,6 +166,13 @@ class Dispatcher:
             return error_response(request_id, errors.INVALID_PARAMS, "invalid params: expected an object")
         if name == PING:
             return response(request_id, {"ok": True})
+        where = framing.unstorable(params) if check else None
+        if where is not None:
+            return error_response(
+                request_id,
+                errors.INVALID_PARAMS,
+                f"invalid params: {where} holds a lone surrogate or NUL (text must be storable Unicode)",
+            )
         wait_ms = self._bucket.take()
         if wait_ms:
             return error_response(
@@ -149,13 +180,13 @@ class Dispatcher:
             )
         return Job(spec, Call(self.conn, name, Params(params), request_id))
 
-    def _batch(self, items: list[Any]) -> None:
+    def _batch(self, items: list[Any], check: bool = False) -> None:
         if not items:
             self._push(error_response(None, errors.INVALID_REQUEST, "invalid request: empty batch"))
             return
         slots: list[Any] = []  # responses, or Jobs to run in the lane, in order
         for item in items:
-            outcome = self._prepare(item)
+            outcome = self._prepare(item, check)
             if isinstance(outcome, Job) and outcome.spec.pool:
                 self._schedule(outcome)
             elif outcome is not None:
@@ -163,7 +194,7 @@ class Dispatcher:
         if not slots:
             return
         if all(isinstance(slot, dict) for slot in slots):
-            self.conn.push(encode(slots))
+            self._push_batch([_sized(encode(slot), slot.get("id"), "") for slot in slots])
             return
         self._lane.append(slots)
         self._kick_lane()
@@ -199,8 +230,8 @@ class Dispatcher:
                 texts.append(await self._run(slot, workers.inline()))
                 await self._join(slot.call)
             else:
-                texts.append(encode(slot))
-        self.conn.push("[" + ", ".join(texts) + "]")
+                texts.append(_sized(encode(slot), slot.get("id"), ""))
+        self._push_batch(texts)
         for slot in slots:
             if isinstance(slot, Job):
                 self._start_cursors(slot.call)
@@ -232,7 +263,17 @@ class Dispatcher:
     # -- plumbing ------------------------------------------------------
 
     def _push(self, frame: dict[str, Any]) -> None:
-        self.conn.push(encode(frame))
+        self.conn.push(_sized(encode(frame), frame.get("id"), ""))
+
+    def _push_batch(self, texts: list[str]) -> None:
+        """One array frame; each response alone when together they would not fit one message."""
+        joined = "[" + ", ".join(texts) + "]"
+        if framing.fits(joined, framing.max_message_bytes()):
+            self.conn.push(joined)
+            return
+        log.warning("batch response of %d bytes sent as %d frames", framing.utf8_len(joined), len(texts))
+        for text in texts:
+            self.conn.push(text)
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = self.loop.create_task(coro)
@@ -263,10 +304,27 @@ def _invoke(spec: MethodSpec, call: Call) -> str:
             return _internal_error(call)
         frame = response(call.request_id, result)
     try:
-        return encode(frame)
+        text = encode(frame)
     except (TypeError, ValueError):
         log.exception("response of %s is not JSON", call.method)
         return _internal_error(call)
+    return _sized(text, call.request_id, call.method)
+
+
+def _sized(text: str, request_id: Any, method: str) -> str:
+    """``text``, or error 4131 in its place when it is too large for one message (logged)."""
+    limit = framing.max_message_bytes()
+    if framing.fits(text, limit):
+        return text
+    size = framing.utf8_len(text)
+    log.warning("response too large method=%s bytes=%d limit=%d: answered 4131", method, size, limit)
+    message = f"result too large for one message ({size} bytes, limit {limit}): request less or page it"
+    data = {"bytes": size, "limit": limit}
+    answer = encode(error_response(request_id, errors.RESULT_TOO_LARGE, message, data))
+    if framing.fits(answer, limit):
+        return answer
+    # The request id alone is too large to echo.
+    return encode(error_response(None, errors.RESULT_TOO_LARGE, message, data))
 
 
 def _route_or_handle(spec: MethodSpec, call: Call) -> Any:

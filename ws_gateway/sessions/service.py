@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from .. import ids, workers
+from .. import framing, ids, workers
 from ..agent.base import load_backend
 from ..conf import gateway_settings
 from ..models import StoredSession
@@ -21,19 +21,21 @@ from ..rpc.call import Call
 from ..rpc.errors import (
     AGENT_BUILD_FAILED,
     AGENT_FAILURE,
+    BAD_VALUE,
     LIVE_LIMIT,
     SESSION_NOT_FOUND,
     SESSION_NOT_LIVE,
     TRANSCRIPT_TOO_LARGE,
     RpcError,
 )
-from . import store
+from . import paging, store
 from .live import BUILDING, RUNNING, LiveSession
 from .registry import registry
 
 log = logging.getLogger(__name__)
 
 ROLES = ("user", "assistant", "tool")
+MAX_TITLE_CHARS = StoredSession._meta.get_field("title").max_length
 # The live status words the hermes clients render (PROTOCOL.md section 5).
 WIRE_STATUS = {BUILDING: "starting", RUNNING: "working"}
 
@@ -104,15 +106,20 @@ def wire_status(live: LiveSession) -> str:
     return WIRE_STATUS.get(live.status, "idle")
 
 
-def snapshot(live: LiveSession, *, omit_messages: bool = False) -> dict[str, Any]:
-    """The live snapshot returned by resume and activate."""
+def snapshot(
+    live: LiveSession, *, omit_messages: bool = False, before: int | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """The live snapshot returned by resume and activate.
+
+    ``messages`` is the newest page of the transcript that fits one message with the rest of
+    the snapshot (``start``: index of its first row; ``more``: earlier rows exist)."""
     with live.lock:
-        messages = [] if omit_messages else list(live.messages)
+        messages = list(live.messages)
         out: dict[str, Any] = {
             "session_id": live.id,
             "session_key": live.key,
-            "message_count": len(live.messages),
-            "messages": messages,
+            "message_count": len(messages),
+            "messages": [],
             "info": info(live),
             "running": live.running,
             "status": wire_status(live),
@@ -121,11 +128,29 @@ def snapshot(live: LiveSession, *, omit_messages: bool = False) -> dict[str, Any
         if live.todos:
             out["todo_state"] = {"todos": list(live.todos), "revision": live.todo_revision}
         if live.queue:
-            out["queued"] = [{"user": text} for text in live.queue]
+            out["queued"] = [{"user": _capped(text)} for text in live.queue]
         if live.turn is not None:
-            out["inflight"] = live.turn.inflight()
+            out["inflight"] = {
+                k: _capped(v) if isinstance(v, str) else v for k, v in live.turn.inflight().items()
+            }
     out.update(open_requests(live))
+    if omit_messages:
+        out.update(start=len(messages), more=bool(messages))
+        return out
+    budget = framing.max_message_bytes() - framing.json_len(out) - framing.RESPONSE_SLACK
+    page = paging.message_page(messages, max(budget, 1024), before, limit)
+    out.update(messages=page.rows, start=page.start, more=page.more)
     return out
+
+
+def _capped(text: str) -> str:
+    """In-flight and queued prompts share the snapshot's frame with the transcript page:
+    each keeps at most an eighth of it (the whole text is in the transcript once recorded)."""
+    cap = framing.max_message_bytes() // 8
+    if framing.fits(text, cap):
+        return text
+    kept = framing.head(text, cap)
+    return kept + f"\n[... {len(text) - len(kept)} more characters]"
 
 
 def open_requests(live: LiveSession) -> dict[str, Any]:
@@ -267,7 +292,7 @@ def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
     if not owner.channel and adopt(session_id, owner.meta) is not None:
         live = registry.get(session_id)
         attach(call, live)
-        out = snapshot(live)
+        out = snapshot(live, **paging.page_params(call.params))
         out["resumed"] = live.key
         return out
     return None
@@ -410,6 +435,8 @@ def resume(
     omit_messages: bool = False,
     close_on_disconnect: bool | None = None,
     server_requests: bool | None = None,
+    before: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     user_id = call.conn.user_id
     live = registry.by_key(target)
@@ -419,7 +446,7 @@ def resume(
         if close_on_disconnect is not None:
             live.close_on_disconnect = close_on_disconnect
         attach(call, live, server_requests)
-        out = snapshot(live, omit_messages=omit_messages)
+        out = snapshot(live, omit_messages=omit_messages, before=before, limit=limit)
         out["resumed"] = live.key
         return out
     stored = store.find(target, user_id)
@@ -445,7 +472,7 @@ def resume(
         stored=True,
         server_requests=server_requests,
     )
-    out = snapshot(live, omit_messages=omit_messages)
+    out = snapshot(live, omit_messages=omit_messages, before=before, limit=limit)
     out["resumed"] = live.key
     return out
 
@@ -479,8 +506,26 @@ def truncate(live: LiveSession, keep: int) -> int:
     return max(0, removed)
 
 
+def check_title(title: str) -> str:
+    """``title`` if it fits its column, else 4002 (before anything is stored)."""
+    if len(title) > MAX_TITLE_CHARS:
+        raise RpcError(BAD_VALUE, f"title too long: {len(title)} characters (limit {MAX_TITLE_CHARS})")
+    return title
+
+
+def check_cwd(cwd: str | None) -> str | None:
+    """An existing directory as an absolute path (None: the default), else 4002."""
+    if not cwd:
+        return None
+    path = os.path.abspath(os.path.expanduser(cwd))
+    if not os.path.isdir(path):
+        raise RpcError(BAD_VALUE, f"cwd is not an existing directory: {cwd}")
+    return path
+
+
 def set_title(live: LiveSession, title: str) -> None:
     """Set and store the title (the first title writes the stored row)."""
+    check_title(title)
     with live.lock:
         live.title = title
     store.set_title(live, title)

@@ -13,6 +13,7 @@ from ..models import StoredSession, TranscriptMessage
 from .live import LiveSession
 
 PREVIEW_CHARS = 120
+TITLE_CHARS = StoredSession._meta.get_field("title").max_length
 ROW_FIELDS = ("reasoning", "name", "args", "context")
 # Sessions that no person started: not listed (as the reference hides "tool" rows).
 HIDDEN_SOURCES = ("tool",)
@@ -165,6 +166,10 @@ def reopen(session: StoredSession) -> None:
 def list_sessions(owner_id: int | None, limit: int, title: str | None) -> list[dict[str, Any]]:
     qs = StoredSession.objects.filter(owner_id=owner_id).exclude(source__in=HIDDEN_SOURCES)
     if title:
+        if len(title) > TITLE_CHARS:
+            # No stored title contains a longer string; and SQLite refuses LIKE patterns
+            # over 50,000 bytes ("LIKE or GLOB pattern too complex").
+            return []
         qs = qs.filter(title__icontains=title)
     return [
         {
