@@ -94,6 +94,11 @@ DEFAULTS: dict[str, Any] = {
     # Graceful drain on SIGTERM: seconds running turns get to finish before they are interrupted.
     "DRAIN_S": 20.0,
     "DRAIN_ON_SIGTERM": True,
+    # SQLite (any host project's DATABASES): set WAL and a busy timeout on each new connection.
+    # The app's own writes are immediate transactions, retried while the database is locked,
+    # for up to SQLITE_BUSY_TIMEOUT_S; either way. Other databases are not touched.
+    "SQLITE_TUNING": True,
+    "SQLITE_BUSY_TIMEOUT_S": 30.0,
     # Bytes a socket may have unsent (server buffers) before it is closed as a slow consumer (4008).
     "OUTBOUND_MAX_BYTES": 8 * 1024 * 1024,
 }
