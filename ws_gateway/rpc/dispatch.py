@@ -14,7 +14,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,11 @@ PING = "gateway.ping"
 # Hook for clients' replies to server requests (id + result/error, no method).
 ClientReplyHook = Callable[["Connection", dict[str, Any]], None]
 client_reply_hook: ClientReplyHook | None = None
+
+# Hook run on the loop before a call runs here: the owner's result when the call's session
+# is owned by another process, else None (set by ws_gateway.forwarding; awaits, holds no thread).
+RouteHook = Callable[[MethodSpec, Call, Executor], Awaitable[dict[str, Any] | None]]
+route_hook: RouteHook | None = None
 
 
 def response(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +221,8 @@ class Dispatcher:
         """The encoded response of one job (encoded on the worker thread)."""
         call = job.call
         try:
-            return await self.loop.run_in_executor(executor, _invoke, job.spec, call)
+            routed = await _route(job.spec, call, executor)
+            return await self.loop.run_in_executor(executor, _invoke, job.spec, call, routed)
         except Exception:
             self.conn.stats.dispatch_crashes += 1
             log.exception("dispatch crashed method=%s peer=%s", call.method, self.conn.peer)
@@ -246,10 +253,22 @@ class Dispatcher:
             task.cancel()
 
 
-def _invoke(spec: MethodSpec, call: Call) -> str:
-    """Runs on a worker thread: the handler, with DB hygiene, mapped to an encoded response."""
+async def _route(spec: MethodSpec, call: Call, executor: Any) -> dict[str, Any] | Exception | None:
+    """The owner's outcome when another process owns the call's session; None: run it here."""
+    if route_hook is None:
+        return None
     try:
-        result = workers.with_db(_route_or_handle, spec, call)
+        return await route_hook(spec, call, executor)
+    except Exception as exc:  # answered like a handler's exception, on the worker thread
+        return exc
+
+
+def _invoke(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None = None) -> str:
+    """Runs on a worker thread: the handler (or the owner's outcome), mapped to an encoded response."""
+    try:
+        if isinstance(routed, Exception):
+            raise routed
+        result = routed if routed is not None else workers.with_db(spec.handler, call)
     except RpcError as exc:
         frame = {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
     except Exception as exc:
@@ -267,14 +286,6 @@ def _invoke(spec: MethodSpec, call: Call) -> str:
     except (TypeError, ValueError):
         log.exception("response of %s is not JSON", call.method)
         return _internal_error(call)
-
-
-def _route_or_handle(spec: MethodSpec, call: Call) -> Any:
-    """Forward the call to the session's owner when that is another process, else run it here."""
-    from ..forwarding import route  # forwarding builds on rpc; imported late to avoid a cycle
-
-    forwarded = route(spec, call)
-    return forwarded if forwarded is not None else spec.handler(call)
 
 
 def _internal_error(call: Call) -> str:
