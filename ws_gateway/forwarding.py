@@ -55,11 +55,15 @@ async def route(spec: MethodSpec, call: Call, executor: Executor) -> dict[str, A
         return None
     loop = asyncio.get_running_loop()
     # A dead owner costs at most two rounds (its lease lapses, then adopt); a lost adoption race one more.
+    tried_adopting = False
     for _ in range(4):
         owner = await cluster.locate(session_id)
         if owner is None or owner.channel == cluster.channel:
             return None
         if not owner.channel:
+            if tried_adopting:
+                return None  # nobody can adopt it (nothing stored yet): the handler answers here
+            tried_adopting = True
             if await loop.run_in_executor(executor, workers.with_db, service.adopt, session_id, owner.meta):
                 return None
             continue  # somebody else adopted it first: forward to them
