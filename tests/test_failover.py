@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import uuid
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.protocol_cases import check_ready
 from tests.services import wait_port
+from ws_gateway.cluster import Cluster
 from ws_gateway.testing import GatewayClient
 
 pytestmark = pytest.mark.db
@@ -95,3 +98,29 @@ async def test_gateway_workers_restarts_a_killed_worker(clusters):
     log = cluster.log_text()
     assert f"worker {w1.name} (pid" in log and "died with signal SIGKILL" in log
     assert f"worker {w1.name} restarted (pid {pid}" in log
+
+
+async def test_a_silent_owner_is_waited_out_until_its_lease_lapses(redis_url):
+    """The primitives of failover against a real Redis: a worker without a heartbeat is not
+    forwarded to (its lease is waited out), a live one is (whether or not it still holds a lease)."""
+
+    cluster = Cluster()
+    cluster.loop = asyncio.get_running_loop()
+    cluster.redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    sid, dead, live = (f"{name}-{uuid.uuid4().hex}" for name in ("sid", "dead", "live"))
+    try:
+        await cluster.redis.set(f"wsg:o:{sid}", dead, px=300)
+        assert not await cluster.alive(dead)
+        assert await cluster.holds(dead, sid)  # until its lease lapses
+        assert await cluster.lapse(dead, sid) is True
+        assert await cluster.redis.get(f"wsg:o:{sid}") is None
+        assert not await cluster.holds(dead, sid)
+
+        await cluster.redis.set(f"wsg:w:{live}", "1", px=60_000)
+        await cluster.redis.set(f"wsg:o:{sid}", live, px=60_000)
+        assert await cluster.lapse(live, sid) is False  # heartbeating: forward to it
+        await cluster.redis.delete(f"wsg:o:{sid}")  # released (session.close) while serving a call
+        assert await cluster.holds(live, sid)  # still alive: its answer is awaited
+    finally:
+        await cluster.redis.delete(f"wsg:o:{sid}", f"wsg:w:{live}")
+        await cluster.redis.aclose()
