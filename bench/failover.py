@@ -111,7 +111,10 @@ class Cluster:
 
     def announced(self) -> tuple[int, int]:
         """Read one ``worker NAME pid PID port PORT`` line: (port, pid)."""
-        _, _, _, pid, _, port = self.proc.stdout.readline().split()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("gateway_workers exited")
+        _, _, _, pid, _, port = line.split()
         self.pids[int(port)] = int(pid)
         return int(port), int(pid)
 
@@ -181,7 +184,9 @@ async def main_async(args: argparse.Namespace) -> int:
             runs = []
             for n in range(args.runs):
                 victim, survivor = ports[n % 2], ports[(n + 1) % 2]
-                figures = await one_run(cluster, victim, survivor, args.sessions)
+                # Bounded: a lease that never lapses (e.g. the wall clock jumped back) fails the run.
+                limit = 4 * args.lease + 60
+                figures = await asyncio.wait_for(one_run(cluster, victim, survivor, args.sessions), limit)
                 runs.append(figures)
                 print(
                     f"run {n + 1:2}: " + "  ".join(f"{k} {v:5.2f} s" for k, v in figures.items()), flush=True
