@@ -8,7 +8,7 @@ processes, any of which can serve any socket) without Docker:
 Prints one line per worker start (``worker NAME pid PID port PORT``, again with
 the new pid when a worker is restarted). A worker that dies (a crash, ``kill
 -9``; anything but a clean exit) is restarted on its port after a backoff that
-doubles while it keeps dying soon after starting (``--restart-backoff`` up to
+doubles while it keeps dying within 10 s of starting (``--restart-backoff`` up to
 ``--restart-backoff-max`` seconds). SIGTERM/SIGINT go to every worker (each
 drains gracefully); then nothing is restarted and the command exits when they
 have all stopped. Put any round-robin proxy in front (see deploy/nginx.conf).
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 # A worker that ran this long before dying was healthy: its next restart starts from the first backoff.
-STABLE_S = 30.0
+STABLE_S = 10.0
 
 
 @dataclass
