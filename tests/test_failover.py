@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from tests.protocol_cases import check_ready
 from tests.services import wait_port
 from ws_gateway.cluster import Cluster
+from ws_gateway.management.commands.gateway_workers import STABLE_S, next_backoff
 from ws_gateway.testing import GatewayClient
 
 pytestmark = pytest.mark.db
@@ -124,3 +125,11 @@ async def test_a_silent_owner_is_waited_out_until_its_lease_lapses(redis_url):
     finally:
         await cluster.redis.delete(f"wsg:o:{sid}", f"wsg:w:{live}")
         await cluster.redis.aclose()
+
+
+def test_restart_backoff_doubles_while_a_worker_keeps_dying_and_resets_after_a_healthy_run():
+    backoffs = [0.0]
+    for _ in range(8):
+        backoffs.append(next_backoff(backoffs[-1], ran=1.0, first=0.5, cap=30.0))
+    assert backoffs[1:] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert next_backoff(30.0, ran=STABLE_S, first=0.5, cap=30.0) == 0.5

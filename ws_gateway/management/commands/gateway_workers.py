@@ -133,9 +133,7 @@ class Command(BaseCommand):
         now = time.monotonic()
         if slot.restart_at is None:
             ran = now - slot.started
-            slot.backoff = (
-                first_backoff if ran >= STABLE_S else min(max(slot.backoff * 2, first_backoff), max_backoff)
-            )
+            slot.backoff = next_backoff(slot.backoff, ran, first_backoff, max_backoff)
             slot.restart_at = now + slot.backoff
             log.warning(
                 "worker %s (pid %d, port %d) died with %s after %.1fs; restarting in %.1fs",
@@ -149,6 +147,15 @@ class Command(BaseCommand):
         elif now >= slot.restart_at:
             self._start(slot)
             log.warning("worker %s restarted (pid %d, port %d)", slot.name, slot.proc.pid, slot.port)
+
+
+def next_backoff(previous: float, ran: float, first: float, cap: float) -> float:
+    """Seconds before restarting a worker that died after running ``ran`` seconds.
+
+    ``first`` after a healthy run (``STABLE_S`` or more), else double the previous one, up to ``cap``."""
+    if ran >= STABLE_S:
+        return first
+    return min(max(previous * 2, first), cap)
 
 
 def _exit_status(code: int) -> str:
