@@ -3,8 +3,10 @@
 Runs on the event loop and never blocks it: ``gateway.ping`` is answered at
 once; inline methods go through the connection's lane (one at a time, in
 arrival order, each on an ``inline`` pool thread); pool methods run
-concurrently on the shared ``pool``. Precedence of errors: parse, invalid
-request, unknown method, invalid params.
+concurrently on the shared ``pool``. In a cluster a call is first routed on
+the loop (``route_hook``): one for a session owned by another process waits
+for the owner's answer there, holding no thread. Precedence of errors: parse,
+invalid request, unknown method, invalid params.
 """
 
 from __future__ import annotations
