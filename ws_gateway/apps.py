@@ -1,6 +1,7 @@
 """Django app config."""
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class WsGatewayConfig(AppConfig):
@@ -9,5 +10,8 @@ class WsGatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Importing registers the built-in RPC methods.
-        from . import methods  # noqa: F401
+        # Importing registers the built-in RPC methods, the system checks and the cluster's router.
+        from . import checks, forwarding, methods  # noqa: F401
+        from .writes import tune_connection
+
+        connection_created.connect(tune_connection, dispatch_uid="ws_gateway.writes.tune_connection")

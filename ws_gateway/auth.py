@@ -18,6 +18,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from .writes import write_unit
+
 TOKEN_PREFIX = "gwt_"
 
 
@@ -51,8 +53,13 @@ def user_for_token(token: str) -> Any:
     row = AccessToken.objects.select_related("user").filter(digest=digest(token)).first()
     if row is None or not row.user.is_active:
         return None
-    AccessToken.objects.filter(pk=row.pk).update(last_used_at=timezone.now())
+    _mark_used(AccessToken, row.pk)
     return row.user
+
+
+@write_unit
+def _mark_used(model: Any, pk: int) -> None:
+    model.objects.filter(pk=pk).update(last_used_at=timezone.now())
 
 
 class TokenAuthMiddleware:

@@ -60,6 +60,15 @@ class ClusterUnavailable(Exception):
     """Redis could not be reached for a cluster operation."""
 
 
+class OwnerGone(Exception):
+    """The owner of a session died (heartbeat stopped, lease lapsed) while a forwarded call waited."""
+
+
+def renew_interval() -> float:
+    """Seconds between an owner's heartbeat and lease renewals (a third of the lease)."""
+    return gateway_settings.LEASE_S / 3
+
+
 class Cluster:
     """This process's membership in the cluster (inactive without ``REDIS_URL``)."""
 
@@ -195,7 +204,7 @@ class Cluster:
                 except Exception:
                     log.warning("lease renewal failed session=%s", live.id, exc_info=True)
                     break
-            await asyncio.sleep(gateway_settings.LEASE_S / 3)
+            await asyncio.sleep(renew_interval())
 
     async def _detach_lost_clients(self) -> None:
         """Detach clients of sessions owned here whose worker stopped heartbeating (killed).
@@ -235,16 +244,72 @@ class Cluster:
 
     # -- forwarding ------------------------------------------------------
 
-    async def forward(self, owner: str, message: dict[str, Any]) -> dict[str, Any]:
-        """Send a call to the owner's worker channel and wait for its reply."""
+    async def forward(self, owner: str, session_id: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Send a call to the owner's worker channel and wait for its reply, on the loop.
+
+        While waiting, the owner is checked every renewal interval: once its heartbeat
+        has stopped and its lease on ``session_id`` has lapsed it is dead and
+        :class:`OwnerGone` is raised at once (the caller adopts the session), without
+        waiting out ``FORWARD_TIMEOUT_S``. A live owner that released the session while
+        serving the call (``session.close``) still heartbeats, so its answer is awaited."""
         corr = f"{self.channel}:{next(self._corr)}"
         future = self.loop.create_future()
         self._replies[corr] = future
+        deadline = self.loop.time() + gateway_settings.FORWARD_TIMEOUT_S
         try:
             await self.layer.send(owner, {**message, "type": FORWARD, "corr": corr, "reply_to": self.channel})
-            return await asyncio.wait_for(future, gateway_settings.FORWARD_TIMEOUT_S)
+            while True:
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"no answer from {owner}")
+                await asyncio.wait({future}, timeout=min(renew_interval(), remaining))
+                if future.done():
+                    return future.result()
+                if not await self.holds(owner, session_id):
+                    log.warning(
+                        "worker %s died with a forwarded %s outstanding (session=%s): failing over",
+                        owner,
+                        message.get("method"),
+                        session_id,
+                    )
+                    raise OwnerGone(owner)
         finally:
             self._replies.pop(corr, None)
+
+    async def alive(self, worker: str) -> bool:
+        """Whether a worker's heartbeat (renewed with its leases) is current."""
+        return bool(await self.redis.exists(f"wsg:w:{worker}"))
+
+    async def holds(self, worker: str, session_id: str) -> bool:
+        """Whether ``worker`` may still own ``session_id``: it heartbeats, or its lease has not lapsed."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(f"wsg:w:{worker}")
+        pipe.get(f"wsg:o:{session_id}")
+        heartbeat, lease = await pipe.execute()
+        return bool(heartbeat) or lease == worker
+
+    async def lapse(self, worker: str, session_id: str) -> bool:
+        """Wait, on the loop, until a silent ``worker``'s lease on ``session_id`` lapses.
+
+        True once the lease no longer names it (the session can be adopted), False if
+        its heartbeat came back first (it is alive: forward to it). Waits at most one
+        lease plus a renewal interval (the lease cannot outlive that without renewal)."""
+        deadline = self.loop.time() + gateway_settings.LEASE_S + renew_interval()
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.exists(f"wsg:w:{worker}")
+            pipe.get(f"wsg:o:{session_id}")
+            pipe.pttl(f"wsg:o:{session_id}")
+            heartbeat, lease, ttl_ms = await pipe.execute()
+            if heartbeat:
+                return False
+            if lease != worker:
+                return True
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                return False
+            # Wake when the lease expires (a little after), or at the next check.
+            await asyncio.sleep(min(max(ttl_ms, 0) / 1000 + 0.005, renew_interval() / 2, remaining))
 
     async def tell(self, owner: str, message: dict[str, Any]) -> None:
         """Fire-and-forget message to another worker."""

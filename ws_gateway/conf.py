@@ -99,11 +99,18 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_OPTIONS": {},
     # Seconds an owner's lease on a session lasts without renewal (renewed every third).
     "LEASE_S": 6.0,
-    # Seconds a forwarded call may take before the caller gets an error.
+    # Seconds a forwarded call may take before the caller gets an error. An owner that dies
+    # meanwhile is noticed sooner: its heartbeat stops and, once its lease lapses, the call fails
+    # over (the session is adopted), so a dead owner costs at most LEASE_S + LEASE_S / 3.
     "FORWARD_TIMEOUT_S": 30.0,
     # Graceful drain on SIGTERM: seconds running turns get to finish before they are interrupted.
     "DRAIN_S": 20.0,
     "DRAIN_ON_SIGTERM": True,
+    # SQLite (any host project's DATABASES): set WAL and a busy timeout on each new connection.
+    # The app's own writes are immediate transactions, retried while the database is locked,
+    # for up to SQLITE_BUSY_TIMEOUT_S; either way. Other databases are not touched.
+    "SQLITE_TUNING": True,
+    "SQLITE_BUSY_TIMEOUT_S": 30.0,
     # Bytes a socket may have unsent (server buffers) before it is closed as a slow consumer (4008).
     "OUTBOUND_MAX_BYTES": 8 * 1024 * 1024,
 }

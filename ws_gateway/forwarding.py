@@ -1,22 +1,29 @@
 """Calls for sessions owned by another process: forward them, or adopt a session whose owner died.
 
-Used from worker threads (handlers), which reach the loop through
-:meth:`~ws_gateway.cluster.Cluster.run`; :func:`run_forwarded` serves the
-other side on the owner.
+The dispatcher asks :func:`route` on the event loop before a call runs on a
+thread: a forwarded call waits for its answer on the loop, so a slow or dead
+owner holds none of the shared pool's threads and other users' calls on this
+process go ahead. A dead owner is recognised by its stopped heartbeat: no call
+is forwarded to it, and one already forwarded fails over once its lease lapses.
+:func:`run_forwarded` serves the other side on the owner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 from typing import Any
 
 from . import workers
-from .cluster import DETACH, Owner, RemoteConnection, cluster
+from .cluster import DETACH, Owner, OwnerGone, RemoteConnection, cluster
+from .conf import gateway_settings
 from .ids import STORED_ID_RE
+from .rpc import dispatch
 from .rpc.call import Call, Params
 from .rpc.errors import AGENT_FAILURE, RpcError
 from .rpc.registry import MethodSpec, registry
+from .sessions import service
 from .sessions.registry import registry as sessions
 
 log = logging.getLogger(__name__)
@@ -26,8 +33,11 @@ BY_KEY = frozenset({"session.resume", "session.delete"})
 NEVER_FORWARDED = frozenset({"session.create", "session.list", "session.active_list"})
 
 
-def route(spec: MethodSpec, call: Call) -> dict[str, Any] | None:
-    """The forwarded result of ``call``, or None when it runs here."""
+async def route(spec: MethodSpec, call: Call, executor: Executor) -> dict[str, Any] | None:
+    """On the loop: the forwarded result of ``call``, or None when it runs here.
+
+    Waiting for an owner (its answer, or its lease to lapse) holds no thread;
+    only an adoption (database work) runs on ``executor``, the call's own."""
     if not cluster.active or call.forwarded or spec.name in NEVER_FORWARDED:
         return None
     target = call.params.raw("session_id")
@@ -36,35 +46,44 @@ def route(spec: MethodSpec, call: Call) -> dict[str, Any] | None:
     if spec.name in BY_KEY:
         if not STORED_ID_RE.match(target) or sessions.by_key(target) is not None:
             return None
-        session_id = cluster.run(cluster.session_for_key(target))
+        session_id = await cluster.session_for_key(target)
         if session_id is None:
             return None
     else:
         session_id = target
     if sessions.get(session_id) is not None:
         return None
-    for _ in range(2):
-        owner = cluster.run(cluster.locate(session_id))
+    loop = asyncio.get_running_loop()
+    # A dead owner costs at most two rounds (its lease lapses, then adopt); a lost adoption race one more.
+    tried_adopting = False
+    for _ in range(4):
+        owner = await cluster.locate(session_id)
         if owner is None or owner.channel == cluster.channel:
             return None
         if not owner.channel:
-            from .sessions import service
-
-            if service.adopt(session_id, owner.meta) is not None:
+            if tried_adopting:
+                return None  # nobody can adopt it (nothing stored yet): the handler answers here
+            tried_adopting = True
+            if await loop.run_in_executor(executor, workers.with_db, service.adopt, session_id, owner.meta):
                 return None
             continue  # somebody else adopted it first: forward to them
+        if not await cluster.alive(owner.channel):
+            # No forward to a process whose heartbeat stopped: adopt once its lease lapses.
+            log.info("owner %s of session=%s is silent: waiting for its lease", owner.channel, session_id)
+            await cluster.lapse(owner.channel, session_id)
+            continue
         try:
-            return remote(call, owner)
+            return await remote(call, owner, session_id)
         except OwnerSilent:
             log.warning("owner %s of session=%s did not answer", owner.channel, session_id)
     raise RpcError(AGENT_FAILURE, "the session's worker is not answering; retry shortly")
 
 
 class OwnerSilent(Exception):
-    """The owner's worker did not answer a forwarded call in time (it may have died)."""
+    """The owner's worker did not answer a forwarded call (it died, or timed out)."""
 
 
-def remote(call: Call, owner: Owner) -> dict[str, Any]:
+async def remote(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
     """Run ``call`` on the owner; its subscriptions become this call's."""
     message = {
         "method": call.method,
@@ -73,15 +92,21 @@ def remote(call: Call, owner: Owner) -> dict[str, Any]:
         "user_id": call.conn.user_id,
     }
     try:
-        reply = cluster.run(cluster.forward(owner.channel, message))
-    except TimeoutError:
+        reply = await cluster.forward(owner.channel, session_id, message)
+    except (TimeoutError, OwnerGone):
         raise OwnerSilent(owner.channel) from None
-    for session_id, baseline, server_requests in reply.get("subscriptions", []):
-        call.subscribe(session_id, baseline, server_requests)
+    for sid, baseline, server_requests in reply.get("subscriptions", []):
+        call.subscribe(sid, baseline, server_requests)
     if "error" in reply:
         error = reply["error"]
         raise RpcError(error["code"], error["message"], error.get("data"))
     return reply.get("result") or {}
+
+
+def remote_blocking(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
+    """:func:`remote` from a worker thread (a handler that finds its session live elsewhere)."""
+    timeout = gateway_settings.FORWARD_TIMEOUT_S + gateway_settings.LEASE_S
+    return cluster.run(remote(call, owner, session_id), timeout=timeout)
 
 
 async def run_forwarded(message: dict[str, Any]) -> dict[str, Any]:
@@ -117,3 +142,6 @@ async def detach_remote(conn_id: str, session_ids: list[str]) -> None:
             continue
         if owner is not None and owner.channel and owner.channel != cluster.channel:
             await cluster.tell(owner.channel, {"type": DETACH, "session_id": session_id, "conn_id": conn_id})
+
+
+dispatch.route_hook = route

@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.db import transaction
-
 from .models import ClientConfig
+from .writes import write_unit
 
 ANONYMOUS = "anonymous"
 # What a client reads when the user set nothing; busy_input_mode is the gateway's default.
@@ -39,18 +38,18 @@ def display_value(user_id: int | None, name: str) -> Any:
     return full(user_id)["display"].get(name)
 
 
+@write_unit
 def set_display(user_id: int | None, path: tuple[str, ...], value: Any) -> float:
     """Set ``display.<path>`` and bump the change time; returns the new mtime."""
-    with transaction.atomic():
-        row, _ = ClientConfig.objects.select_for_update().get_or_create(owner_key=owner_key(user_id))
-        node = row.data.setdefault("display", {})
-        for name in path[:-1]:
-            child = node.get(name)
-            if not isinstance(child, dict):
-                child = node[name] = {}
-            node = child
-        node[path[-1]] = value
-        # Strictly increasing, so a client polling mtime sees every change.
-        row.mtime = max(time.time(), row.mtime + 0.001)
-        row.save(update_fields=["data", "mtime"])
-        return row.mtime
+    row, _ = ClientConfig.objects.select_for_update().get_or_create(owner_key=owner_key(user_id))
+    node = row.data.setdefault("display", {})
+    for name in path[:-1]:
+        child = node.get(name)
+        if not isinstance(child, dict):
+            child = node[name] = {}
+        node = child
+    node[path[-1]] = value
+    # Strictly increasing, so a client polling mtime sees every change.
+    row.mtime = max(time.time(), row.mtime + 0.001)
+    row.save(update_fields=["data", "mtime"])
+    return row.mtime

@@ -14,6 +14,7 @@ from functools import lru_cache
 from ..conf import gateway_settings
 from ..models import ApprovalRule
 from ..sessions.live import LiveSession
+from ..writes import write_unit
 from .context import TurnContext
 from .pending import pending, timeout_for
 
@@ -100,7 +101,12 @@ def request_approval(ctx: TurnContext, command: str, match: Match | None, always
             session.config.setdefault("approved_patterns", set()).add(match.pattern)
         service.remember_config(session)
     elif match is not None and choice == "always":
-        ApprovalRule.objects.get_or_create(
-            owner_id=session.owner_id, pattern=match.pattern, defaults={"description": match.description}
-        )
+        _remember_rule(session.owner_id, match.pattern, match.description)
     return choice != "deny"
+
+
+@write_unit
+def _remember_rule(owner_id: int | None, pattern: str, description: str) -> None:
+    ApprovalRule.objects.get_or_create(
+        owner_id=owner_id, pattern=pattern, defaults={"description": description}
+    )

@@ -17,6 +17,7 @@ from ..rpc.call import Call
 from ..rpc.errors import BAD_VALUE, invalid_params
 from ..sessions import service, store
 from ..sessions.registry import registry
+from ..writes import write_unit
 
 TREE_PREFIX = "spawn_tree:"
 MAX_TREE_LIST = 200
@@ -88,7 +89,7 @@ def spawn_tree_save(call: Call) -> dict[str, Any]:
     items = call.params.list("subagents")
     if not items or not all(isinstance(item, dict) for item in items):
         raise RpcError(BAD_VALUE, "subagents list required")
-    tree = SpawnTree.objects.create(
+    tree = write_unit(SpawnTree.objects.create)(
         owner_id=call.conn.user_id,
         session_key=_tree_session_key(call),
         label=(call.params.str("label") or "")[:255],

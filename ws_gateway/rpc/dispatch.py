@@ -3,8 +3,10 @@
 Runs on the event loop and never blocks it: ``gateway.ping`` is answered at
 once; inline methods go through the connection's lane (one at a time, in
 arrival order, each on an ``inline`` pool thread); pool methods run
-concurrently on the shared ``pool``. Precedence of errors: parse, invalid
-request, unknown method, invalid params.
+concurrently on the shared ``pool``. In a cluster a call is first routed on
+the loop (``route_hook``): one for a session owned by another process waits
+for the owner's answer there, holding no thread. Precedence of errors: parse,
+invalid request, unknown method, invalid params.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,11 @@ PING = "gateway.ping"
 # Hook for clients' replies to server requests (id + result/error, no method).
 ClientReplyHook = Callable[["Connection", dict[str, Any]], None]
 client_reply_hook: ClientReplyHook | None = None
+
+# Hook run on the loop before a call runs here: the owner's result when the call's session
+# is owned by another process, else None (set by ws_gateway.forwarding; awaits, holds no thread).
+RouteHook = Callable[[MethodSpec, Call, Executor], Awaitable[dict[str, Any] | None]]
+route_hook: RouteHook | None = None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -246,7 +254,8 @@ class Dispatcher:
         """The encoded response of one job (encoded on the worker thread)."""
         call = job.call
         try:
-            return await self.loop.run_in_executor(executor, _invoke, job.spec, call)
+            routed = await _route(job.spec, call, executor)
+            return await self.loop.run_in_executor(executor, _invoke, job.spec, call, routed)
         except Exception:
             self.conn.stats.dispatch_crashes += 1
             log.exception("dispatch crashed method=%s peer=%s", call.method, self.conn.peer)
@@ -287,10 +296,22 @@ class Dispatcher:
             task.cancel()
 
 
-def _invoke(spec: MethodSpec, call: Call) -> str:
-    """Runs on a worker thread: the handler, with DB hygiene, mapped to an encoded response."""
+async def _route(spec: MethodSpec, call: Call, executor: Any) -> dict[str, Any] | Exception | None:
+    """The owner's outcome when another process owns the call's session; None: run it here."""
+    if route_hook is None:
+        return None
     try:
-        result = workers.with_db(_route_or_handle, spec, call)
+        return await route_hook(spec, call, executor)
+    except Exception as exc:  # answered like a handler's exception, on the worker thread
+        return exc
+
+
+def _invoke(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None = None) -> str:
+    """Runs on a worker thread: the handler (or the owner's outcome), mapped to an encoded response."""
+    try:
+        if isinstance(routed, Exception):
+            raise routed
+        result = routed if routed is not None else workers.with_db(spec.handler, call)
     except RpcError as exc:
         frame = {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
     except Exception as exc:
@@ -325,14 +346,6 @@ def _sized(text: str, request_id: Any, method: str) -> str:
         return answer
     # The request id alone is too large to echo.
     return encode(error_response(None, errors.RESULT_TOO_LARGE, message, data))
-
-
-def _route_or_handle(spec: MethodSpec, call: Call) -> Any:
-    """Forward the call to the session's owner when that is another process, else run it here."""
-    from ..forwarding import route  # forwarding builds on rpc; imported late to avoid a cycle
-
-    forwarded = route(spec, call)
-    return forwarded if forwarded is not None else spec.handler(call)
 
 
 def _internal_error(call: Call) -> str:

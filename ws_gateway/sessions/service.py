@@ -276,7 +276,7 @@ def _cluster_call(name: str, *args: Any, **kwargs: Any) -> Any:
 def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
     """Resume through the owner when the stored session is live in another process."""
     from ..cluster import cluster
-    from ..forwarding import OwnerSilent, remote
+    from ..forwarding import OwnerSilent, remote_blocking
 
     if not cluster.active or call.forwarded:
         return None
@@ -286,7 +286,7 @@ def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
         return None
     if owner.channel and owner.channel != cluster.channel:
         try:
-            return remote(call, owner)
+            return remote_blocking(call, owner, session_id)
         except OwnerSilent:
             raise RpcError(AGENT_FAILURE, "the session's worker is not answering; retry shortly") from None
     if not owner.channel and adopt(session_id, owner.meta) is not None:

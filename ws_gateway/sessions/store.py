@@ -1,15 +1,20 @@
-"""Persistence helpers over the models. Called from worker threads only."""
+"""Persistence helpers over the models. Called from worker threads only.
+
+Every write is one :func:`~ws_gateway.writes.write_unit` (an immediate
+transaction on SQLite, retried while the database is locked), so a write
+never fails because another session wrote at the same time.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone as djtz
 
 from ..models import StoredSession, TranscriptMessage
+from ..writes import write_unit
 from .live import LiveSession
 
 PREVIEW_CHARS = 120
@@ -50,29 +55,27 @@ def ensure_row(live: LiveSession) -> None:
         live.stored = True
 
 
+@write_unit
 def _create_row(live: LiveSession, messages: list[dict[str, Any]]) -> None:
-    with transaction.atomic():
-        # The parent may have no row (nothing stored yet, or deleted meanwhile): link only a real one.
-        parent = live.parent_key
-        if parent and not StoredSession.objects.filter(id=parent).exists():
-            parent = None
-        StoredSession.objects.get_or_create(
-            id=live.key,
-            defaults=dict(
-                owner_id=live.owner_id,
-                title=live.title,
-                preview=_preview(messages),
-                source=live.source,
-                model=live.model,
-                cwd=live.cwd,
-                parent_id=parent,
-                started_at=_ts(live.started_at),
-                message_count=len(messages),
-            ),
-        )
-        TranscriptMessage.objects.bulk_create([_new_row(live.key, i, m) for i, m in enumerate(messages)])
-    with live.lock:
-        live.stored = True
+    # The parent may have no row (nothing stored yet, or deleted meanwhile): link only a real one.
+    parent = live.parent_key
+    if parent and not StoredSession.objects.filter(id=parent).exists():
+        parent = None
+    StoredSession.objects.get_or_create(
+        id=live.key,
+        defaults=dict(
+            owner_id=live.owner_id,
+            title=live.title,
+            preview=_preview(messages),
+            source=live.source,
+            model=live.model,
+            cwd=live.cwd,
+            parent_id=parent,
+            started_at=_ts(live.started_at),
+            message_count=len(messages),
+        ),
+    )
+    TranscriptMessage.objects.bulk_create([_new_row(live.key, i, m) for i, m in enumerate(messages)])
 
 
 def _new_row(key: str, ordinal: int, message: dict[str, Any]) -> TranscriptMessage:
@@ -92,53 +95,65 @@ def _new_row(key: str, ordinal: int, message: dict[str, Any]) -> TranscriptMessa
 def append(live: LiveSession, messages: list[dict[str, Any]]) -> None:
     """Append transcript rows after the ones already stored."""
     ensure_row(live)
-    with transaction.atomic():
-        last = TranscriptMessage.objects.filter(session_id=live.key).aggregate(m=Max("ordinal"))["m"]
-        start = -1 if last is None else last
-        TranscriptMessage.objects.bulk_create(
-            [_new_row(live.key, start + 1 + i, m) for i, m in enumerate(messages)]
-        )
-        count = TranscriptMessage.objects.filter(session_id=live.key).count()
-        updates: dict[str, Any] = {"message_count": count, "last_active": djtz.now()}
-        preview = _preview(messages)
-        if preview:
-            session = StoredSession.objects.filter(id=live.key).only("preview").first()
-            if session is not None and not session.preview:
-                updates["preview"] = preview
-        StoredSession.objects.filter(id=live.key).update(**updates)
+    _append_rows(live, messages)
 
 
+@write_unit
+def _append_rows(live: LiveSession, messages: list[dict[str, Any]]) -> None:
+    last = TranscriptMessage.objects.filter(session_id=live.key).aggregate(m=Max("ordinal"))["m"]
+    start = -1 if last is None else last
+    TranscriptMessage.objects.bulk_create(
+        [_new_row(live.key, start + 1 + i, m) for i, m in enumerate(messages)]
+    )
+    count = TranscriptMessage.objects.filter(session_id=live.key).count()
+    updates: dict[str, Any] = {"message_count": count, "last_active": djtz.now()}
+    preview = _preview(messages)
+    if preview:
+        session = StoredSession.objects.filter(id=live.key).only("preview").first()
+        if session is not None and not session.preview:
+            updates["preview"] = preview
+    StoredSession.objects.filter(id=live.key).update(**updates)
+
+
+@write_unit
 def truncate(live: LiveSession, keep: int) -> None:
     """Drop stored rows from ordinal ``keep`` on (rewind, undo)."""
     if not live.stored:
         return
-    with transaction.atomic():
-        TranscriptMessage.objects.filter(session_id=live.key, ordinal__gte=keep).delete()
-        StoredSession.objects.filter(id=live.key).update(message_count=keep, last_active=djtz.now())
+    TranscriptMessage.objects.filter(session_id=live.key, ordinal__gte=keep).delete()
+    StoredSession.objects.filter(id=live.key).update(message_count=keep, last_active=djtz.now())
 
 
+@write_unit
 def replace(live: LiveSession, messages: list[dict[str, Any]]) -> None:
     """Replace every stored row of the session by ``messages``."""
-    with transaction.atomic():
-        TranscriptMessage.objects.filter(session_id=live.key).delete()
-        TranscriptMessage.objects.bulk_create([_new_row(live.key, i, m) for i, m in enumerate(messages)])
-        StoredSession.objects.filter(id=live.key).update(message_count=len(messages), last_active=djtz.now())
+    TranscriptMessage.objects.filter(session_id=live.key).delete()
+    TranscriptMessage.objects.bulk_create([_new_row(live.key, i, m) for i, m in enumerate(messages)])
+    StoredSession.objects.filter(id=live.key).update(message_count=len(messages), last_active=djtz.now())
 
 
 def set_title(live: LiveSession, title: str) -> None:
     ensure_row(live)
+    _store_title(live, title)
+
+
+@write_unit
+def _store_title(live: LiveSession, title: str) -> None:
     StoredSession.objects.filter(id=live.key).update(title=title, last_active=djtz.now())
 
 
+@write_unit
 def update_settings(live: LiveSession) -> None:
     StoredSession.objects.filter(id=live.key).update(cwd=live.cwd, model=live.model)
 
 
+@write_unit
 def touch(live: LiveSession) -> None:
     if live.stored:
         StoredSession.objects.filter(id=live.key).update(last_active=djtz.now())
 
 
+@write_unit
 def end(live: LiveSession, reason: str) -> None:
     if live.stored:
         StoredSession.objects.filter(id=live.key).update(
@@ -159,6 +174,7 @@ def load_messages(session: StoredSession) -> list[dict[str, Any]]:
     return [row_to_wire(row) for row in session.messages.order_by("ordinal")]
 
 
+@write_unit
 def reopen(session: StoredSession) -> None:
     StoredSession.objects.filter(id=session.id).update(ended_at=None, end_reason="", last_active=djtz.now())
 
@@ -210,6 +226,7 @@ def most_recent(owner_id: int | None) -> dict[str, Any] | None:
     }
 
 
+@write_unit
 def delete(key: str, owner_id: int | None) -> bool:
     deleted, _ = StoredSession.objects.filter(id=key, owner_id=owner_id).delete()
     return deleted > 0

@@ -1,0 +1,70 @@
+"""The app's write units on SQLite: retried while locked, immediate, and the system check."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from ws_gateway.checks import sqlite_warnings
+from ws_gateway.writes import immediate, write_unit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SQLITE = "django.db.backends.sqlite3"
+
+
+def flaky(failures: list[Exception]):
+    """A write unit that raises each of ``failures`` in turn, then succeeds; counts its runs."""
+    runs = []
+
+    @write_unit
+    def unit() -> str:
+        runs.append(connection.in_atomic_block)
+        if failures:
+            raise failures.pop(0)
+        return "done"
+
+    return unit, runs
+
+
+def test_a_locked_database_is_retried_until_the_unit_succeeds():
+    unit, runs = flaky([OperationalError("database is locked"), OperationalError("database is locked")])
+    assert unit() == "done"
+    assert runs == [True, True, True]  # three runs, each inside its own transaction
+
+
+def test_other_database_errors_are_not_retried():
+    unit, runs = flaky([OperationalError("no such table: nope")])
+    with pytest.raises(OperationalError, match="no such table"):
+        unit()
+    assert len(runs) == 1
+
+
+def test_immediate_begins_an_immediate_transaction_and_restores_the_host_mode():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: other databases run a plain atomic()")
+    connection.ensure_connection()
+    host_mode = connection.transaction_mode
+    with CaptureQueriesContext(connection) as queries, immediate(), immediate():
+        pass  # the nested one is a savepoint, not a second BEGIN
+    assert [q["sql"] for q in queries.captured_queries if q["sql"].startswith("BEGIN")] == ["BEGIN IMMEDIATE"]
+    assert connection.transaction_mode == host_mode
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        pass  # the host's own transactions keep the host's mode
+    assert queries.captured_queries[0]["sql"] == "BEGIN" + (f" {host_mode}" if host_mode else "")
+
+
+def test_the_check_recommends_immediate_transactions_and_wal():
+    stock = {"default": {"ENGINE": SQLITE, "NAME": "db.sqlite3"}}
+    assert [w.id for w in sqlite_warnings(stock, tuning=True)] == ["ws_gateway.W101"]
+    assert [w.id for w in sqlite_warnings(stock, tuning=False)] == ["ws_gateway.W101", "ws_gateway.W102"]
+    tuned = {
+        "default": {
+            "ENGINE": SQLITE,
+            "NAME": "db.sqlite3",
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode = WAL;"},
+        },
+        "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
+    }
+    assert sqlite_warnings(tuned, tuning=False) == []
