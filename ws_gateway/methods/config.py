@@ -8,6 +8,7 @@ from typing import Any
 from .. import skins, workers
 from ..agent.base import BACKENDS
 from ..agent.turns import BUSY_MODES
+from ..conf import gateway_settings
 from ..outbox import broadcast, emit
 from ..rpc import RpcError, method
 from ..rpc.call import Call
@@ -30,6 +31,11 @@ def _key(call: Call) -> str:
     if key != "skin" and key not in SESSION_KEYS:
         raise RpcError(BAD_VALUE, f"unknown config key: {key}")
     return key
+
+
+def may_change_deployment(call: Call) -> bool:
+    """Deployment-wide settings: anyone in anonymous (single-tenant) mode, else staff users only."""
+    return gateway_settings.ALLOW_ANONYMOUS or call.conn.is_staff
 
 
 def session_value(live: LiveSession | None, key: str) -> Any:
@@ -59,6 +65,8 @@ def config_set(call: Call) -> dict[str, Any]:
         skin = skins.get(value)
         if skin is None:
             raise RpcError(BAD_VALUE, f"unknown skin: {value}")
+        if not may_change_deployment(call):
+            raise RpcError(BAD_VALUE, "the skin is deployment-wide: only a staff user may change it")
         if skins.set_current(value):
             broadcast("skin.changed", skin)
         return {"key": key, "value": value}
