@@ -25,7 +25,8 @@ pytestmark = pytest.mark.db
 # Creates a user (staff or not) in the servers' database and prints a bearer token for it and
 # the session cookie of a browser logged in as that user (Django's test client: a real login).
 MAKE_USER = """
-import json, sys
+import django, json, sys
+django.setup()
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -43,7 +44,7 @@ def make_user(gateway: Any, prefix: str, *, staff: bool = False) -> dict[str, st
     """A new user of ``gateway``'s database: ``{"token": ..., "cookie": ...}``."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     result = subprocess.run(
-        [sys.executable, "-c", _SETUP + MAKE_USER, name, "staff" if staff else "user"],
+        [sys.executable, "-c", MAKE_USER, name, "staff" if staff else "user"],
         cwd=ROOT,
         env=gateway.env,
         check=True,
