@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from tests.helpers import server_saw_close
-from tests.services import ROOT
+from tests.services import ROOT, server_env
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -40,13 +40,13 @@ print(json.dumps({"token": issue_token(user, "tests"),
 """
 
 
-def make_user(gateway: Any, prefix: str, *, staff: bool = False) -> dict[str, str]:
-    """A new user of ``gateway``'s database: ``{"token": ..., "cookie": ...}``."""
+def make_user(gateway: Any, prefix: str, *, staff: bool = False, env: Any = None) -> dict[str, str]:
+    """A new user of ``gateway``'s database (or ``env``'s): ``{"token": ..., "cookie": ...}``."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     result = subprocess.run(
         [sys.executable, "-c", MAKE_USER, name, "staff" if staff else "user"],
         cwd=ROOT,
-        env=gateway.env,
+        env=env or gateway.env,
         check=True,
         capture_output=True,
         text=True,
@@ -244,6 +244,27 @@ async def test_global_events_carry_no_ids_of_another_users_sessions(private_gate
         seen = json.dumps(b.frames)
         assert key not in seen and sid not in seen and other not in seen
         assert not b.find_events("session.reclaimed")
+
+
+async def test_global_events_reach_only_the_owner_on_every_worker(clusters, server_database_url):
+    cluster, _ = clusters(2, ALLOW_ANONYMOUS=False)
+    env = server_env(server_database_url, None)
+    alice, bob = make_user(None, "alice", env=env), make_user(None, "bob", env=env)
+    one, two = cluster.workers
+    async with (
+        GatewayClient.connect(one.url, **bearer(alice)) as a1,
+        GatewayClient.connect(two.url, **bearer(alice)) as a2,
+        GatewayClient.connect(two.url, **bearer(bob)) as b2,
+    ):
+        sid = (await a1.call("session.create"))["session_id"]
+        key = (await a1.call("session.title", {"session_id": sid, "title": "alice's"}))["session_key"]
+        # Worker 2 hands one published event to all its connections at once: when Alice's second
+        # client has it, Bob would have it too.
+        assert (await a2.event("sessions.changed", ""))["payload"]["session_id"] == key
+        await a1.call("session.delete", {"session_id": key})
+        await a2.wait_for(lambda: len(a2.find_events("sessions.changed")) >= 2)
+        assert not b2.find_events("sessions.changed")
+        assert key not in json.dumps(b2.frames) and sid not in json.dumps(b2.frames)
 
 
 async def test_the_skin_is_changed_only_by_staff_when_auth_is_on(private_gateway):
