@@ -438,8 +438,7 @@ def resume(
     if stored.message_count > gateway_settings.MAX_RESUME_MESSAGES:
         raise RpcError(TRANSCRIPT_TOO_LARGE, "transcript too large to resume")
     messages = store.load_messages(stored)
-    store.reopen(stored)
-    live = create(
+    live = create(  # before reopen: a resume refused by a cap (4090) leaves the row as it was
         call,
         cwd=stored.cwd,
         title=stored.title,
@@ -452,6 +451,7 @@ def resume(
         stored=True,
         server_requests=server_requests,
     )
+    store.reopen(stored)
     out = snapshot(live, omit_messages=omit_messages)
     out["resumed"] = live.key
     return out
