@@ -40,13 +40,13 @@ print(json.dumps({"token": issue_token(user, "tests"),
 """
 
 
-def make_user(gateway: Any, prefix: str, *, staff: bool = False, env: Any = None) -> dict[str, str]:
-    """A new user of ``gateway``'s database (or ``env``'s): ``{"token": ..., "cookie": ...}``."""
+def make_user(env: dict[str, str], prefix: str, *, staff: bool = False) -> dict[str, str]:
+    """A new user of the servers' database (``env`` of a server): ``{"token": ..., "cookie": ...}``."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     result = subprocess.run(
         [sys.executable, "-c", MAKE_USER, name, "staff" if staff else "user"],
         cwd=ROOT,
-        env=env or gateway.env,
+        env=env,
         check=True,
         capture_output=True,
         text=True,
@@ -132,7 +132,7 @@ async def test_same_origin_listed_origin_and_no_origin_are_accepted(default_gate
 
 
 async def test_a_logged_in_cookie_counts_only_from_an_accepted_origin(private_gateway):
-    user = make_user(private_gateway, "browser")
+    user = make_user(private_gateway.env, "browser")
     headers = cookie(user)
     # CSWSH: the user's own browser, logged in, on a foreign page.
     code, frames = await refused(
@@ -168,7 +168,8 @@ async def test_unknown_tokens_get_4501_when_anonymous_is_off_and_are_never_logge
     assert (await refused(private_gateway.url, **bad))[0] == 4501
     log = private_gateway.log_text()
     assert "code=4501 reason=unrecognised ?token=" in log and secret not in log
-    async with GatewayClient.connect(private_gateway.url, **bearer(make_user(private_gateway, "t"))) as ok:
+    user = make_user(private_gateway.env, "t")
+    async with GatewayClient.connect(private_gateway.url, **bearer(user)) as ok:
         assert await ok.call("gateway.ping") == {"ok": True}
 
 
@@ -222,7 +223,7 @@ async def test_the_default_rate_limit_answers_a_burst_with_4290(default_gateway)
 
 
 async def test_global_events_carry_no_ids_of_another_users_sessions(private_gateway):
-    alice, bob = make_user(private_gateway, "alice"), make_user(private_gateway, "bob")
+    alice, bob = make_user(private_gateway.env, "alice"), make_user(private_gateway.env, "bob")
     async with (
         GatewayClient.connect(private_gateway.url, **bearer(alice)) as a,
         GatewayClient.connect(private_gateway.url, **bearer(bob)) as b,
@@ -249,7 +250,7 @@ async def test_global_events_carry_no_ids_of_another_users_sessions(private_gate
 async def test_global_events_reach_only_the_owner_on_every_worker(clusters, server_database_url):
     cluster, _ = clusters(2, ALLOW_ANONYMOUS=False)
     env = server_env(server_database_url, None)
-    alice, bob = make_user(None, "alice", env=env), make_user(None, "bob", env=env)
+    alice, bob = make_user(env, "alice"), make_user(env, "bob")
     one, two = cluster.workers
     async with (
         GatewayClient.connect(one.url, **bearer(alice)) as a1,
@@ -268,7 +269,7 @@ async def test_global_events_reach_only_the_owner_on_every_worker(clusters, serv
 
 
 async def test_the_skin_is_changed_only_by_staff_when_auth_is_on(private_gateway):
-    user, staff = make_user(private_gateway, "user"), make_user(private_gateway, "admin", staff=True)
+    user, staff = make_user(private_gateway.env, "user"), make_user(private_gateway.env, "admin", staff=True)
     async with (
         GatewayClient.connect(private_gateway.url, **bearer(user)) as plain,
         GatewayClient.connect(private_gateway.url, **bearer(staff)) as admin,
