@@ -277,6 +277,16 @@ class Config:
     max_calls: int = 10_000_000
 
 
+# The bench measures throughput, not the protective defaults: one client sends as fast as it
+# can and (c) opens up to 500 sessions as one anonymous user. --gateway-settings may override.
+BENCH_LIMITS: dict[str, Any] = {
+    "RATE_LIMIT": None,
+    "MAX_SESSIONS_PER_CONNECTION": 0,
+    "MAX_SESSIONS_PER_USER": 0,
+    "MAX_LIVE_SESSIONS": 0,
+}
+
+
 @dataclass
 class Target:
     label: str
@@ -1569,7 +1579,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         turn_paced_ms=max(0, min(a.turn_paced_ms, 100)),
         turn_rounds=2 if a.quick else 3,
         cross_rounds=3 if a.quick else 7,
-        gateway_settings=settings,
+        gateway_settings={**BENCH_LIMITS, **settings},
     )
     return cfg, a
 

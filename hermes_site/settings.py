@@ -3,7 +3,8 @@
 Environment variables:
     DJANGO_SECRET_KEY   secret key (a development key when unset)
     DJANGO_DEBUG        "1" for debug
-    ALLOWED_HOSTS       comma-separated (default: localhost,127.0.0.1,[::1])
+    ALLOWED_HOSTS       comma-separated (default: localhost,127.0.0.1,[::1]); also the Host names a
+                        WebSocket handshake may carry (other ones: 4503, DNS rebinding)
     DATABASE_URL        e.g. postgres://user@host:5432/db (default: SQLite file db.sqlite3)
     DATABASE_CONN_MAX_AGE  seconds a worker thread keeps its DB connection (default 0)
     REDIS_URL           e.g. redis://127.0.0.1:6379/0; unset = in-memory channel layer
@@ -11,11 +12,14 @@ Environment variables:
     GATEWAY_AGENT       agent backend: "demo" (default), "openai" or a dotted path
     OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL   options of the "openai" backend
     GATEWAY_ORPHAN_GRACE_S   seconds before a clientless session is reclaimed
-    GATEWAY_ALLOW_ANONYMOUS  "0" to require an authenticated user
-    GATEWAY_ALLOWED_ORIGINS  comma-separated browser origins allowed to connect (default: any)
+    GATEWAY_ALLOW_ANONYMOUS  "0" to require an authenticated user (default "1": single-tenant,
+                        every anonymous client is the same person)
+    GATEWAY_ALLOWED_ORIGINS  comma-separated browser origins allowed to connect besides the page's
+                        own host, e.g. https://app.example (default: none; other origins get 4503)
     GATEWAY_WORKER_ID   name of this process in gateway.ready
     GATEWAY_SETTINGS    JSON object merged over WS_GATEWAY (any key of ws_gateway.conf.DEFAULTS;
-                        AGENT_OPTIONS are merged key by key)
+                        AGENT_OPTIONS are merged key by key), e.g. the limits:
+                        {"RATE_LIMIT": {"rate": 100, "burst": 400}, "MAX_SESSIONS_PER_USER": 200}
     LOG_LEVEL           root log level (default INFO)
 """
 
@@ -161,7 +165,7 @@ WS_GATEWAY = {
     },
     "ORPHAN_GRACE_S": float(_env("GATEWAY_ORPHAN_GRACE_S", "20")),
     "ALLOW_ANONYMOUS": _env("GATEWAY_ALLOW_ANONYMOUS", "1") == "1",
-    "ALLOWED_ORIGINS": [o.strip() for o in _env("GATEWAY_ALLOWED_ORIGINS").split(",") if o.strip()] or None,
+    "ALLOWED_ORIGINS": [o.strip() for o in _env("GATEWAY_ALLOWED_ORIGINS").split(",") if o.strip()],
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
     "REDIS_OPTIONS": _redis_resilience if _redis_url else {},

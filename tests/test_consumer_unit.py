@@ -81,7 +81,8 @@ class Socket:
 @asynccontextmanager
 async def connect(consumer: type[GatewayConsumer] = GatewayConsumer) -> AsyncIterator[Socket]:
     """An accepted connection whose gateway.ready has not been read yet."""
-    communicator = WebsocketCommunicator(consumer.as_asgi(), "/api/ws")
+    # A Host in ALLOWED_HOSTS, as every real handshake carries (a missing one is refused).
+    communicator = WebsocketCommunicator(consumer.as_asgi(), "/api/ws", headers=[(b"host", b"localhost")])
     connected, _ = await communicator.connect(TIMEOUT)
     assert connected
     try:

@@ -118,7 +118,7 @@ async def test_live_session_cap_evicts_least_recent_clientless_idle_sessions(gat
         assert (await reclaimed(watcher, second))["reason"] == "lru_evict"
         with pytest.raises(RpcFailure) as err:
             await watcher.call("session.create")
-        assert err.value.code == 4090 and err.value.data == {"reason": "max_live_sessions"}
+        assert err.value.code == 4090 and err.value.data == {"reason": "process"}
         assert (await watcher.call("session.history", {"session_id": third}))["count"] == 0
 
 

@@ -5,12 +5,25 @@ with ``Authorization: Bearer <token>`` (or ``?token=`` for clients that cannot
 set headers) is authenticated by :class:`~ws_gateway.models.AccessToken`;
 otherwise the session cookie decides. Tokens are stored hashed and never logged.
 Create one with ``manage.py gateway_token USERNAME``.
+
+:func:`identify` decides what the consumer makes of that (PROTOCOL.md 11, 13):
+
+- a bad ``Authorization: Bearer`` header is always refused;
+- a ``?token=`` that is not a token of this gateway is refused when anonymous
+  access is off, and ignored when it is on (dashboard-style URLs carry a token
+  of another server: the socket connects anonymously);
+- the session cookie authenticates only a browser socket, one with an
+  ``Origin`` header (which :mod:`~ws_gateway.origins` has already accepted).
+  Browsers always send ``Origin`` on WebSocket handshakes, so a cookie without
+  one comes from a program replaying it, not from the user's browser: it is
+  ignored, and such a client authenticates with a token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,6 +31,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from .conf import gateway_settings
+from .origins import is_browser
 from .writes import write_unit
 
 TOKEN_PREFIX = "gwt_"
@@ -36,14 +51,20 @@ def issue_token(user: Any, name: str = "") -> str:
     return token
 
 
-def bearer_token(scope: dict[str, Any]) -> str | None:
+HEADER = "header"
+QUERY = "query"
+
+
+def bearer_token(scope: dict[str, Any]) -> tuple[str, str] | None:
+    """(token, where: ``header`` | ``query``) of the handshake, or None."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             kind, _, token = value.decode("latin-1").partition(" ")
             if kind.lower() == "bearer" and token.strip():
-                return token.strip()
+                return token.strip(), HEADER
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return (query.get("token") or [None])[0]
+    token = (query.get("token") or [None])[0]
+    return (token, QUERY) if token else None
 
 
 @database_sync_to_async
@@ -63,17 +84,50 @@ def _mark_used(model: Any, pk: int) -> None:
 
 
 class TokenAuthMiddleware:
-    """Sets ``scope["user"]`` from a bearer token; ``scope["auth_failed"]`` for a bad one."""
+    """Sets ``scope["user"]`` from a bearer token (``scope["token_user"]``), or
+    ``scope["auth_failed"]`` (where the bad token was: ``header`` | ``query``)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        token = bearer_token(scope)
-        if token is not None:
+        found = bearer_token(scope)
+        if found is not None:
+            token, where = found
             user = await user_for_token(token)
-            scope = dict(scope, user=user) if user is not None else dict(scope, auth_failed=True)
+            if user is not None:
+                scope = dict(scope, user=user, token_user=True)
+            else:
+                scope = dict(scope, auth_failed=where)
         return await self.inner(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a socket acts as: a user (by token or cookie) or nobody (anonymous)."""
+
+    user_id: int | None
+    is_staff: bool = False
+    via: str = "anonymous"  # "token" | "cookie" | "anonymous"
+
+
+def identify(scope: dict[str, Any]) -> Identity | str:
+    """The socket's identity, or why it is refused (a reason for the log, never the token)."""
+    failed = scope.get("auth_failed")
+    anonymous_ok = gateway_settings.ALLOW_ANONYMOUS
+    if failed == HEADER:
+        return "unrecognised bearer token"
+    if failed == QUERY and not anonymous_ok:
+        return "unrecognised ?token="
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        if scope.get("token_user"):
+            return Identity(user.pk, bool(user.is_staff), "token")
+        if is_browser(scope):
+            return Identity(user.pk, bool(user.is_staff), "cookie")
+    if not anonymous_ok:
+        return "not authenticated"
+    return Identity(None)
 
 
 def GatewayAuthMiddleware(inner: Any) -> Any:

@@ -48,6 +48,7 @@ class RemoteConnection:
     id: str
     user_id: int | None
     peer: str = "remote"
+    is_staff: bool = False
 
 
 @dataclass

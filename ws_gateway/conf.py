@@ -32,8 +32,15 @@ DEFAULTS: dict[str, Any] = {
     "IDLE_TTL_S": 6 * 3600.0,
     # How often the idle-TTL sweep runs.
     "SWEEP_INTERVAL_S": 60.0,
-    # Cap on live sessions; 0 = no cap. Over it, clientless idle ones go first.
-    "MAX_LIVE_SESSIONS": 0,
+    # Caps on live sessions (0 = no cap), checked when a session is created or resumed (made
+    # live): over a cap the call is answered 4090 with data.reason. Per process ("process"): the
+    # least recently active clientless idle sessions are reclaimed first (lru_evict). Per user
+    # ("user", counted in each process; all anonymous clients are one user): that user's
+    # clientless idle sessions are reclaimed first. Per connection ("connection"): the sessions
+    # the socket is attached to. Subagent children count for their user and the process.
+    "MAX_LIVE_SESSIONS": 1000,
+    "MAX_SESSIONS_PER_USER": 64,
+    "MAX_SESSIONS_PER_CONNECTION": 32,
     # Streaming deltas of one session are merged and flushed this often.
     "DELTA_FLUSH_MS": 33.0,
     # Event log (replay): per-session caps, never below the protocol's floor.
@@ -49,14 +56,18 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RESUME_MESSAGES": 20000,
     # Seconds session.close waits for a running turn.
     "CLOSE_WAIT_S": 5.0,
-    # Allow connections without an authenticated user (cookie session or bearer token).
+    # Allow connections without an authenticated user (cookie session or bearer token). Anonymous
+    # mode is single-tenant: every anonymous client is the same person (sees and resumes the same
+    # sessions). A server with several people sets it False and gives each a token or a login.
     "ALLOW_ANONYMOUS": True,
-    # Browser origins allowed to open a socket; None = any. A socket from another one: 4503.
-    "ALLOWED_ORIGINS": None,
-    # Requests per second a connection may make, e.g. {"rate": 50, "burst": 200} (a token
-    # bucket); over it a request is answered 4290 with data.retry_after_ms. gateway.ping and
-    # replies to server requests are not counted. None = no limit.
-    "RATE_LIMIT": None,
+    # Browser origins (["https://app.example"]) allowed to open a socket besides the page's own
+    # host (an Origin whose host:port is the handshake's Host, itself in ALLOWED_HOSTS). Any other
+    # Origin, and "Origin: null", is closed with 4503; sockets without Origin are not affected.
+    "ALLOWED_ORIGINS": [],
+    # Requests per second a connection may make (a token bucket: "rate" per second, bursts of
+    # "burst"); over it a request is answered 4290 with data.retry_after_ms and the socket stays
+    # open. gateway.ping and replies to server requests are not counted. None = no limit.
+    "RATE_LIMIT": {"rate": 50, "burst": 200},
     # Largest WebSocket message in either direction, in bytes of UTF-8. Inbound, a larger one
     # closes the socket with 4509 (the consumer sets daphne's/autobahn's own limits from this
     # on every accepted socket, so daphne's --websocket-max-* flags do not apply). Outbound,

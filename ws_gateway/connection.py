@@ -49,6 +49,7 @@ class Connection:
         conn_id: str,
         *,
         user_id: int | None,
+        is_staff: bool = False,
         peer: str,
         send_text: Callable[[str], Awaitable[None]],
         close: Callable[[int], Awaitable[None]],
@@ -56,6 +57,7 @@ class Connection:
     ) -> None:
         self.id = conn_id
         self.user_id = user_id
+        self.is_staff = is_staff  # may change deployment-wide settings (the skin) when auth is on
         self.peer = peer
         self.stats = Stats()
         self.cursors: dict[str, int] = {}

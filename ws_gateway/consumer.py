@@ -18,7 +18,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import __version__, forwarding, framing, lifecycle, skins, workers
+from . import __version__, forwarding, framing, lifecycle, origins, skins, workers
+from .auth import Identity, identify
 from .backpressure import TransportView, server_send, transport_view
 from .cluster import cluster, connection_id
 from .conf import gateway_settings
@@ -55,22 +56,22 @@ def _peer(scope: dict[str, Any]) -> str:
     return f"{client[0]}:{client[1]}" if client else "unknown"
 
 
-def _refusal(scope: dict[str, Any], user_id: int | None) -> tuple[str, int] | None:
-    """(reason, close code) when this socket may not stay open."""
-    if scope.get("auth_failed") or (user_id is None and not gateway_settings.ALLOW_ANONYMOUS):
-        return "auth_failed", CLOSE_AUTH_FAILED
-    allowed = gateway_settings.ALLOWED_ORIGINS
-    origin = dict(scope.get("headers", [])).get(b"origin")
-    if allowed is not None and origin is not None and origin.decode("latin-1") not in allowed:
-        return "forbidden_origin", CLOSE_FORBIDDEN_ORIGIN
-    return None
+def _admit(scope: dict[str, Any]) -> Identity | tuple[str, int]:
+    """The socket's identity, or (reason, close code) when it may not stay open.
+
+    Host and origin come first: a foreign page learns nothing about auth."""
+    reason = origins.refusal(scope)
+    if reason is not None:
+        return reason, CLOSE_FORBIDDEN_ORIGIN
+    identity = identify(scope)
+    if isinstance(identity, str):
+        return identity, CLOSE_AUTH_FAILED
+    return identity
 
 
-def _user_id(scope: dict[str, Any]) -> int | None:
-    user = scope.get("user")
-    if user is not None and getattr(user, "is_authenticated", False):
-        return user.pk
-    return None
+def _clip(value: str | None) -> str:
+    """A client-chosen header value for the log: bounded, and repr'd so it cannot forge lines."""
+    return repr(value[:200]) if value is not None else "-"
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
@@ -110,23 +111,34 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         await lifecycle.start(get_channel_layer())
         peer = _peer(self.scope)
-        user_id = _user_id(self.scope)
         self.transport = transport_view(self.base_send)
         if self.transport is not None:
             self.transport.limit_messages(framing.max_message_bytes(), CLOSE_TOO_LARGE)
+        # Accepted first, then closed: a refusal before the handshake would reach the
+        # client as a bare HTTP 403, without the close code that says why.
         await self.accept()
         if lifecycle.draining:
             self.close_reason = "draining"
+            log.info("ws refused peer=%s code=%d reason=draining", peer, lifecycle.CLOSE_DRAINING)
             await self.close(lifecycle.CLOSE_DRAINING)
             return
-        refusal = _refusal(self.scope, user_id)
-        if refusal is not None:
-            self.close_reason, code = refusal
+        admitted = _admit(self.scope)
+        if not isinstance(admitted, Identity):
+            self.close_reason, code = admitted
+            log.warning(
+                "ws refused peer=%s code=%d reason=%s host=%s origin=%s",
+                peer,
+                code,
+                self.close_reason,
+                _clip(origins.header(self.scope, b"host")),
+                _clip(origins.header(self.scope, b"origin")),
+            )
             await self.close(code)
             return
         self.conn = Connection(
             connection_id(cluster.channel),
-            user_id=user_id,
+            user_id=admitted.user_id,
+            is_staff=admitted.is_staff,
             peer=peer,
             send_text=self._send_text,
             close=self.close,
@@ -143,7 +155,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         connections[self.conn.id] = self.conn
         outbox.connections.add(self.conn)
         self.dispatcher = Dispatcher(self.conn)
-        log.debug("ws accepted peer=%s", peer)
+        log.debug("ws accepted peer=%s via=%s", peer, admitted.via)
 
     async def _send_text(self, text: str) -> None:
         await self._frame_send({"type": "websocket.send", "text": text})

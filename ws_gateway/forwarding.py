@@ -90,6 +90,7 @@ async def remote(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
         "params": call.params.data,
         "conn_id": call.conn.id,
         "user_id": call.conn.user_id,
+        "is_staff": call.conn.is_staff,
     }
     try:
         reply = await cluster.forward(owner.channel, session_id, message)
@@ -114,7 +115,8 @@ async def run_forwarded(message: dict[str, Any]) -> dict[str, Any]:
     spec = registry.get(message["method"])
     if spec is None:
         return {"error": {"code": -32601, "message": f"unknown method: {message['method']}"}}
-    conn = RemoteConnection(message["conn_id"], message.get("user_id"))
+    staff = bool(message.get("is_staff"))
+    conn = RemoteConnection(message["conn_id"], message.get("user_id"), is_staff=staff)
     call = Call(conn, spec.name, Params(message.get("params") or {}), None, forwarded=True)
 
     def invoke() -> dict[str, Any]:

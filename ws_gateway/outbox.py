@@ -12,7 +12,10 @@ log and published once to the session's group, whose members are the worker
 channels of the other processes with clients of the session.
 
 Global events (``session.reclaimed``, ``sessions.changed``, ``skin.changed``)
-reach every connection of every process, without ``seq``.
+reach the connections of every process, without ``seq``. One that names a
+session goes only to the connections of the session's owner (another user may
+not even learn its ids; all anonymous clients are one user); ``skin.changed``
+goes to everyone.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ DELTA_TYPES = frozenset({"message.delta", "reasoning.delta", "thinking.delta"})
 BROADCAST_GROUP = "ws_gateway.all"
 EVENT_MESSAGE = "gw.event"  # layer message type of a session event
 BROADCAST_MESSAGE = "gw.broadcast"  # layer message type of a global event
+EVERYONE = object()  # audience of a global event that names no session (skin.changed)
 
 
 # (srq id, method, params) of an event that is also a server-to-client request.
@@ -284,8 +288,7 @@ class Outbox:
     def deliver_remote(self, message: dict[str, Any]) -> None:
         """An event or global event published by another process."""
         if message["type"] == BROADCAST_MESSAGE:
-            for conn in list(self.connections):
-                conn.push(message["text"])
+            self._push_global(message["text"], message.get("scoped", False), message.get("owner"))
             return
         session_id = message["sid"]
         for conn in list(self.local.get(session_id, ())):
@@ -333,9 +336,10 @@ class Outbox:
         """
         self._enqueue(("event", session_id, (type_, payload, server_request)))
 
-    def broadcast(self, type_: str, payload: dict[str, Any] | None = None) -> None:
-        """Queue a global event for every connected client."""
-        self._enqueue(("broadcast", "", (type_, payload)))
+    def broadcast(self, type_: str, payload: dict[str, Any] | None = None, *, owner: Any = EVERYONE) -> None:
+        """Queue a global event for every connected client, or only for the connections of user
+        ``owner`` (``None``: the anonymous ones) when it names that user's session."""
+        self._enqueue(("broadcast", "", (type_, payload, owner)))
 
     def _enqueue(self, item: tuple[str, str, Any]) -> None:
         with self._lock:
@@ -381,18 +385,25 @@ class Outbox:
         if len(self._ended) > 10000:
             del self._ended[next(iter(self._ended))]
 
-    def _broadcast_now(self, type_: str, payload: dict[str, Any] | None) -> None:
+    def _broadcast_now(self, type_: str, payload: dict[str, Any] | None, owner: Any) -> None:
         params: dict[str, Any] = {"type": type_, "session_id": ""}
         if payload is not None:
             params["payload"] = payload
         text = event_frame(params)
-        for conn in list(self.connections):
-            conn.push(text)
+        scoped = owner is not EVERYONE
+        self._push_global(text, scoped, owner if scoped else None)
         if self.clustered:
-            message = {"type": BROADCAST_MESSAGE, "text": text, "origin": self._origin()}
+            message = {"type": BROADCAST_MESSAGE, "text": text, "origin": self._origin(), "scoped": scoped}
+            if scoped:
+                message["owner"] = owner
             task = self.loop.create_task(self._group_send(BROADCAST_GROUP, message))
             self.publishers.add(task)
             task.add_done_callback(self.publishers.discard)
+
+    def _push_global(self, text: str, scoped: bool, owner: int | None) -> None:
+        for conn in list(self.connections):
+            if not scoped or conn.user_id == owner:
+                conn.push(text)
 
     @staticmethod
     def _origin() -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 from .. import preferences, skins
 from ..agent.model_choice import set_model
 from ..agent.turns import BUSY_MODES
+from ..conf import gateway_settings
 from ..outbox import broadcast, emit
 from ..rpc import RpcError, method
 from ..rpc.call import Call
@@ -62,6 +63,11 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise RpcError(BAD_VALUE, f"{key} must be one of {', '.join(allowed)}")
     return value
+
+
+def may_change_deployment(call: Call) -> bool:
+    """Deployment-wide settings: anyone in anonymous (single-tenant) mode, else staff users only."""
+    return gateway_settings.ALLOW_ANONYMOUS or call.conn.is_staff
 
 
 def session_value(live: LiveSession | None, key: str) -> Any:
@@ -144,6 +150,8 @@ def _set_skin(call: Call, key: str) -> dict[str, Any]:
     skin = skins.get(value)
     if skin is None:
         raise RpcError(BAD_VALUE, f"unknown skin: {value}")
+    if not may_change_deployment(call):
+        raise RpcError(BAD_VALUE, "the skin is deployment-wide: only a staff user may change it")
     if skins.set_current(value):
         broadcast("skin.changed", skin)
     return {"key": key, "value": value}

@@ -118,7 +118,7 @@ def session_delete(call: Call) -> dict[str, Any]:
     deleted = store.delete(key, user_id)
     if not (deleted or was_live):
         raise RpcError(SESSION_NOT_FOUND, "session not found")
-    outbox.broadcast("sessions.changed", {"reason": "deleted", "session_id": key})
+    outbox.broadcast("sessions.changed", {"reason": "deleted", "session_id": key}, owner=user_id)
     return {"deleted": True}
 
 

@@ -41,6 +41,16 @@ class SessionRegistry:
         with self._lock:
             return list(self._by_id.values())
 
+    def owned_by(self, owner_id: int | None) -> list[LiveSession]:
+        """The live sessions of one user (anonymous: ``None``)."""
+        with self._lock:
+            return [s for s in self._by_id.values() if s.owner_id == owner_id]
+
+    def count_linked(self, conn_id: str) -> int:
+        """How many live sessions a connection is attached to."""
+        with self._lock:
+            return len(self._by_conn.get(conn_id, ()))
+
     def __len__(self) -> int:
         return len(self._by_id)
 

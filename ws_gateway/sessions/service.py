@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -185,19 +186,45 @@ def validate_messages(raw: list[Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def _make_room() -> None:
-    """Enforce MAX_LIVE_SESSIONS by evicting the least recently active clientless idle sessions."""
-    cap = gateway_settings.MAX_LIVE_SESSIONS
-    if not cap or len(registry) < cap:
-        return
-    candidates = sorted(
-        (s for s in registry.all() if not s.clients and not s.has_pending_work()),
-        key=lambda s: s.last_active,
+# Admissions one at a time: a count and the add that follows it cannot interleave with another's.
+_admission = threading.Lock()
+
+
+def _evict(candidates: list[LiveSession], excess: int) -> None:
+    """Reclaim up to ``excess`` of the least recently active clientless idle ``candidates``."""
+    idle = sorted(
+        (s for s in candidates if not s.clients and not s.has_pending_work()), key=lambda s: s.last_active
     )
-    for victim in candidates[: len(registry) - cap + 1]:
+    for victim in idle[:excess]:
         teardown(victim, "lru_evict")
-    if len(registry) >= cap:
-        raise RpcError(LIVE_LIMIT, "live session limit reached", {"reason": "max_live_sessions"})
+
+
+def _limit(reason: str, cap: int) -> RpcError:
+    return RpcError(LIVE_LIMIT, f"live session limit reached ({cap} per {reason})", {"reason": reason})
+
+
+def _admit(live: LiveSession, conn_id: str | None) -> None:
+    """Add a new live session under the caps (conf: MAX_SESSIONS_PER_CONNECTION, _PER_USER,
+    MAX_LIVE_SESSIONS), reclaiming clientless idle sessions first where that makes room."""
+    with _admission:
+        per_conn = gateway_settings.MAX_SESSIONS_PER_CONNECTION
+        if conn_id is not None and per_conn and registry.count_linked(conn_id) >= per_conn:
+            raise _limit("connection", per_conn)
+        per_user = gateway_settings.MAX_SESSIONS_PER_USER
+        if per_user:
+            owned = registry.owned_by(live.owner_id)
+            if len(owned) >= per_user:
+                _evict(owned, len(owned) - per_user + 1)
+                if len(registry.owned_by(live.owner_id)) >= per_user:
+                    raise _limit("user", per_user)
+        cap = gateway_settings.MAX_LIVE_SESSIONS
+        if cap and len(registry) >= cap:
+            _evict(registry.all(), len(registry) - cap + 1)
+            if len(registry) >= cap:
+                raise _limit("process", cap)
+        registry.add(live)
+        if conn_id is not None:
+            registry.link(conn_id, live)
 
 
 def spawn(
@@ -213,9 +240,10 @@ def spawn(
     parent_key: str | None = None,
     stored: bool = False,
     config: dict[str, Any] | None = None,
+    conn_id: str | None = None,
 ) -> LiveSession:
-    """A new live session (no client yet); its agent builds in the background."""
-    _make_room()
+    """A new live session (for connection ``conn_id``, attached by the caller); its agent builds
+    in the background. Over a live-session cap: 4090."""
     live = LiveSession(
         id=ids.runtime_id(),
         key=key or ids.stored_id(),
@@ -230,7 +258,7 @@ def spawn(
         stored=stored,
         config=dict(config or {}),
     )
-    registry.add(live)
+    _admit(live, conn_id)
     _cluster_call("claim", live.id, live.key, live.owner_id)
     workers.submit(build_agent, live)
     return live
@@ -376,7 +404,7 @@ def _close_lost_turn(live: LiveSession, events: list[dict[str, Any]]) -> None:
 
 def create(call: Call, *, server_requests: bool | None = None, **options: Any) -> LiveSession:
     """A new live session attached to the caller (options as :func:`spawn`)."""
-    live = spawn(owner_id=call.conn.user_id, **options)
+    live = spawn(owner_id=call.conn.user_id, conn_id=call.conn.id, **options)
     # Baseline 0: its build may already have emitted, and the caller must get all of it.
     attach(call, live, server_requests, baseline=0)
     return live
@@ -458,8 +486,7 @@ def resume(
     if stored.message_count > gateway_settings.MAX_RESUME_MESSAGES:
         raise RpcError(TRANSCRIPT_TOO_LARGE, "transcript too large to resume")
     messages = store.load_messages(stored)
-    store.reopen(stored)
-    live = create(
+    live = create(  # before reopen: a resume refused by a cap (4090) leaves the row as it was
         call,
         cwd=stored.cwd,
         title=stored.title,
@@ -472,6 +499,7 @@ def resume(
         stored=True,
         server_requests=server_requests,
     )
+    store.reopen(stored)
     out = snapshot(live, omit_messages=omit_messages, before=before, limit=limit)
     out["resumed"] = live.key
     return out
@@ -530,7 +558,7 @@ def set_title(live: LiveSession, title: str) -> None:
         live.title = title
     store.set_title(live, title)
     outbox.emit(live.id, "session.title", {"session_id": live.key, "title": title})
-    outbox.broadcast("sessions.changed", {"reason": "title", "session_id": live.key})
+    outbox.broadcast("sessions.changed", {"reason": "title", "session_id": live.key}, owner=live.owner_id)
 
 
 # -- ending -----------------------------------------------------------------
@@ -558,9 +586,10 @@ def teardown(live: LiveSession, reason: str, *, reclaimed: bool = True) -> bool:
         outbox.broadcast(
             "session.reclaimed",
             {"session_id": live.id, "stored_session_id": live.key, "reason": reason},
+            owner=live.owner_id,
         )
     if live.stored:
-        outbox.broadcast("sessions.changed", {"reason": reason, "session_id": live.key})
+        outbox.broadcast("sessions.changed", {"reason": reason, "session_id": live.key}, owner=live.owner_id)
     return True
 
 
