@@ -9,5 +9,5 @@ class WsGatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Importing registers the built-in RPC methods.
-        from . import methods  # noqa: F401
+        # Importing registers the built-in RPC methods and the system checks.
+        from . import checks, methods  # noqa: F401

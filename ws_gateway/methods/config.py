@@ -8,6 +8,7 @@ from typing import Any
 from .. import skins, workers
 from ..agent.base import BACKENDS
 from ..agent.turns import BUSY_MODES
+from ..conf import gateway_settings
 from ..outbox import broadcast, emit
 from ..rpc import RpcError, method
 from ..rpc.call import Call
@@ -76,6 +77,11 @@ def config_set(call: Call) -> dict[str, Any]:
         allowed = BUSY_MODES if key == "busy_input_mode" else APPROVAL_MODES
         if value not in allowed:
             raise RpcError(BAD_VALUE, f"{key} must be one of {', '.join(allowed)}")
+        if key == "approval_mode" and value == "off" and not gateway_settings.ALLOW_APPROVAL_OFF:
+            raise RpcError(
+                BAD_VALUE,
+                "approval_mode off is not allowed by this deployment (WS_GATEWAY['ALLOW_APPROVAL_OFF'])",
+            )
         live.config[key] = value
     service.remember_config(live)
     if key != "model":
