@@ -16,7 +16,7 @@ from django.core.signals import setting_changed
 
 # Long default lists of DEFAULTS, documented there.
 SAFE_COMMANDS = [
-    "echo", "printf", "ls", "pwd", "date", "sleep", "true", "false", "seq",
+    "echo", "printf", "ls", "pwd", "date", "sleep", "true", "false", "exit", "wait", "seq",
     "wc", "head", "tail", "cat", "grep",
 ]  # fmt: skip
 SECRET_FILE_PATTERNS = [

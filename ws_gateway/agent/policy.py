@@ -57,6 +57,8 @@ SPECS: dict[str, Spec] = {
     "pwd": Spec(paths=False),
     "true": Spec(paths=False),
     "false": Spec(paths=False),
+    "exit": Spec(paths=False),
+    "wait": Spec(paths=False),
     "sleep": Spec(paths=False),
     "seq": Spec(paths=False),
     "date": Spec(deny=frozenset({"--set"}), deny_letters="s"),
