@@ -20,18 +20,21 @@ and stderr merged into one pipe.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..conf import DEFAULTS, gateway_settings
 from .env import DEFAULT_PATH, command_env
 
 BASH = "/bin/bash"
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-spawn")
 
 
 class BackendUnavailable(Exception):
@@ -54,7 +57,8 @@ class Backend:
 
     def spawn(self, command: str, cwd: str, secrets: Mapping[str, str] | None = None) -> subprocess.Popen:
         """Start ``command``; stdout and stderr merged into ``stdout``, stdin closed."""
-        return subprocess.Popen(
+        popen = functools.partial(
+            subprocess.Popen,
             self.argv(command, cwd),
             cwd=cwd,
             env=self.env(secrets),
@@ -63,6 +67,10 @@ class Backend:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # Started from one long-lived thread: a "parent death" signal (bwrap --die-with-parent)
+        # fires when the *thread* that forked the child ends, and a background process must
+        # outlive the turn thread that asked for it (it still dies with the server).
+        return _spawner.submit(popen).result()
 
     def argv(self, command: str, cwd: str) -> list[str]:
         return _shell_argv(command)
