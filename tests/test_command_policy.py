@@ -75,7 +75,7 @@ MUST_ASK = [
     "declare -p",
     "set",
     "eval ls",
-    "eval \"$X\"",
+    'eval "$X"',
     "source x",
     ". x",
     "exec ls",
@@ -130,7 +130,7 @@ MUST_ASK = [
     # Substitutions, subshells, functions, control flow, comments, syntax errors.
     "echo `id`",
     "echo $(id)",
-    "echo \"$(id)\"",
+    'echo "$(id)"',
     "echo ${X:-$(id)}",
     "echo $((1+2))",
     "cat <(ls)",
@@ -151,7 +151,7 @@ MUST_ASK = [
     "ls \\\n-la",
     "ec\\\nho hi",
     "$'\\x72\\x6d' -rf D",
-    "\"$R\" x",
+    '"$R" x',
     "*",
     "~/bin/tool",
     "./script.sh",
@@ -202,7 +202,7 @@ MUST_ASK = [
     "setsid rm x",
     "stdbuf -o0 rm x",
     "busybox sh",
-    "node -e 'require(\"fs\").rmSync(\"D\",{recursive:true})'",
+    'node -e \'require("fs").rmSync("D",{recursive:true})\'',
     "ruby -e 'File.delete(\"F\")'",
     "php -r 'unlink(\"F\");'",
     "lua -e 'os.remove(\"F\")'",
@@ -231,7 +231,7 @@ MUST_RUN = [
     "echo",
     "echo hello world",
     "echo $HOME",
-    "echo \"token length ${#API_TOKEN}\"",
+    'echo "token length ${#API_TOKEN}"',
     "echo {a,b}",
     "echo 'a;b' \"c|d\"",
     "printf '%s\\n' a b",
@@ -378,9 +378,7 @@ def test_the_description_says_why(cwd: str) -> None:
 def test_the_allowlist_and_secret_patterns_are_settings(cwd: str) -> None:
     assert decide("stat f", cwd).ask is True
     assert decide("cat notes.txt", cwd).ask is False
-    with override_settings(
-        WS_GATEWAY={"SAFE_COMMANDS": ["stat", "cat"], "SECRET_FILE_PATTERNS": ["notes*"]}
-    ):
+    with override_settings(WS_GATEWAY={"SAFE_COMMANDS": ["stat", "cat"], "SECRET_FILE_PATTERNS": ["notes*"]}):
         assert decide("stat f", cwd).ask is False
         assert decide("stat /etc/passwd", cwd).ask is True  # operands are still checked
         assert decide("cat notes.txt", cwd).ask is True

@@ -232,16 +232,15 @@ async def test_sudo_received_and_declined(gateway):
 async def test_secret_value_appears_nowhere_but_the_answer(gateway):
     async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
         await watcher.call("session.activate", {"session_id": s.sid})
-        mark = await submit(
-            s, '!secret API_TOKEN Paste the token\n!run echo "token length ${#API_TOKEN}"'
-        )
+        mark = await submit(s, '!secret API_TOKEN Paste the token\n!run echo "token length ${#API_TOKEN}"')
         request = (await s.client.event("secret.request", s.sid, after=mark))["payload"]
         assert request["env_var"] == "API_TOKEN" and request["prompt"] == "Paste the token"
         await s.client.call("secret.respond", {"request_id": request["request_id"], "value": SECRET})
         complete = await reply_text(s, mark)
         assert (
             complete["text"]
-            == f'secret: stored\nRan: echo "token length ${{#API_TOKEN}}" (exit 0)\ntoken length {len(SECRET)}'
+            == 'secret: stored\nRan: echo "token length ${#API_TOKEN}" (exit 0)\n'
+            + f"token length {len(SECRET)}"
         )
         await watcher.event("message.complete", s.sid)
         replay = await s.call("session.events.since", {"last_seen": 0})

@@ -78,7 +78,8 @@ def test_sees_only_the_system_directories_and_the_cwd(work: Path, tmp_path: Path
 def test_cannot_read_the_servers_environment(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJANGO_SECRET_KEY", "django-secret-in-sandbox-test")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-sandbox-test")
-    result = sh(sandbox(), f"env; cat /proc/{os.getpid()}/environ; cat /proc/1/environ | tr '\\0' '\\n'", work)
+    command = f"env; cat /proc/{os.getpid()}/environ; cat /proc/1/environ | tr '\\0' '\\n'"
+    result = sh(sandbox(), command, work)
     assert "SESSION_SECRET=mine" in result.output  # the session's own secrets do reach it
     assert "django-secret-in-sandbox-test" not in result.output
     assert "sk-sandbox-test" not in result.output

@@ -109,7 +109,8 @@ def test_an_interrupt_kills_the_whole_process_group(tmp_path: Path) -> None:
         time.sleep(seconds)
         return False
 
-    result = run(Backend(), "sleep 100 & echo $! > pid; sleep 100", str(tmp_path), None, 60, 1000, interrupted)
+    command = "sleep 100 & echo $! > pid; sleep 100"
+    result = run(Backend(), command, str(tmp_path), None, 60, 1000, interrupted)
     assert started.is_set() and result.interrupted and result.exit_code == -9
     assert result.output.endswith("[interrupted]")
     child = int(pid_file.read_text())
