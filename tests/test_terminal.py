@@ -56,6 +56,8 @@ def test_the_command_environment_is_built_from_an_allowlist(monkeypatch: pytest.
     assert env["LANG"] == "C.UTF-8" and env["PATH"]
     assert env["PROJECT"] == "demo" and env["API_TOKEN"] == "mine"
     assert not set(SERVER_SECRETS) & set(env)
+    monkeypatch.setenv("PATH", f".:/usr/bin::bin:{os.pathsep}/bin")
+    assert command_env()["PATH"] == "/usr/bin:/bin"  # never a lookup in the cwd
     assert not any(value in " ".join(env.values()) for value in SERVER_SECRETS.values())
 
 

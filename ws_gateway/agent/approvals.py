@@ -24,7 +24,7 @@ from functools import lru_cache
 from ..conf import gateway_settings
 from ..models import ApprovalRule
 from ..sessions.live import LiveSession
-from ..terminal import backend
+from ..terminal import BackendUnavailable, backend
 from .context import TurnContext
 from .pending import pending, timeout_for
 from .policy import Decision, decide
@@ -90,7 +90,11 @@ def assess(session: LiveSession, command: str) -> Assessment:
     """The policy's decision for ``command`` in the session's cwd, with the dangerous patterns on top."""
     decision = decide(command, session.cwd or os.getcwd())
     match = dangerous(command)
-    ask = match is not None or (decision.ask and not backend().auto_approve)
+    try:
+        auto_approve = backend().auto_approve
+    except BackendUnavailable:
+        auto_approve = False  # the run itself reports why the backend cannot run
+    ask = match is not None or (decision.ask and not auto_approve)
     description = match.description if match else decision.description
     return Assessment(ask, description, decision.key, decision, match)
 

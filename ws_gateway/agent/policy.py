@@ -31,6 +31,7 @@ import glob
 import hashlib
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..conf import gateway_settings
@@ -53,7 +54,8 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     "echo": Spec(paths=False),
-    "printf": Spec(paths=False),
+    # printf -v assigns a variable: `printf -v PATH .; ls` would run ./ls.
+    "printf": Spec(paths=False, deny_letters="v"),
     "pwd": Spec(paths=False),
     "true": Spec(paths=False),
     "false": Spec(paths=False),
@@ -257,10 +259,13 @@ def _path_problems(args: list[Word], spec: Spec, root: str) -> list[tuple[Word, 
             continue
         candidate = arg.value
         if not options_done and candidate.startswith("-") and candidate != "-":
-            if candidate.startswith("--") and "=" in candidate:
+            if candidate.startswith("--"):
+                if "=" not in candidate:
+                    continue
                 candidate = candidate.split("=", 1)[1]
-            elif "/" in candidate or "~" in candidate:
-                problems.append((arg, f"an option carries a path ({arg.text})"))
+            elif not re.fullmatch(r"-[A-Za-z0-9]+", candidate):
+                # A short option with a value attached (-f.env, -f/etc/x) may name a file.
+                problems.append((arg, f"an option carries a value that may be a path ({arg.text})"))
                 continue
             else:
                 continue

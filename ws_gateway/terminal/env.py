@@ -21,7 +21,9 @@ def command_env(
 ) -> dict[str, str]:
     """The variables a command gets; ``base`` (the backend's own) wins over the server's."""
     env = {name: os.environ[name] for name in gateway_settings.COMMAND_ENV_PASSTHROUGH if name in os.environ}
-    env.setdefault("PATH", DEFAULT_PATH)
+    # Relative or empty PATH entries would look commands up in the session's cwd (`./ls`).
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
+    env["PATH"] = os.pathsep.join(path) or DEFAULT_PATH
     env.setdefault("LANG", "C.UTF-8")
     env.update(base or {})
     env.update({str(k): str(v) for k, v in gateway_settings.COMMAND_ENV.items()})
