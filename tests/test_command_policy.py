@@ -166,6 +166,14 @@ MUST_ASK = [
     "cat <<EOF\n$HOME\nEOF",
     "bash <<< 'rm x'",
     "sh -s < script.sh",
+    # A here-document whose end the parser and bash could see at different lines.
+    'cat <<E"O"F\nx\nEOF\nrm -rf D\nE"O"F',
+    "cat <<-EOF\nx\n\tEOF\nrm -rf D\nEOF",
+    "cat <<A <<B\na\nA\nb\nB\nrm x",
+    "cat <<EOF\nx\nEOF \nrm -rf D\nEOF",
+    # Control characters.
+    "ls\rrm -rf D",
+    "cat f\x0b/etc/passwd",
     # Redirections to files, in every spelling.
     "ls > out.txt",
     "ls >> out.txt",
@@ -267,6 +275,10 @@ MUST_RUN = [
     "cat /dev/null",
     "cat <<EOF\nhello\nEOF",
     "cat <<< hello",
+    "cat <<'EOF'\nhello\nEOF",
+    'cat <<"EOF"\nhello\nEOF',
+    "cat <<\\EOF\nhello\nEOF",
+    "cat <<-EOF\n\thello\n\tEOF",
     "grep x f",
     "grep -n -i x f sub/g",
     "grep -c x -- f",

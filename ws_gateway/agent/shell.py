@@ -12,6 +12,7 @@ differently from bash must never be taken as harmless.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -27,8 +28,10 @@ TRIPWIRES = {
     "<(": "process substitution",
     ">(": "process substitution",
     "\\\n": "line continuation",
-    "\x00": "NUL byte",
 }
+# Control characters (other than tab and newline) may split words differently for the parser and bash.
+DELIMITER = re.compile(r"(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1|\\([A-Za-z_][A-Za-z0-9_]*)")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 # Node types that only group simple commands.
 STRUCTURE = {"program", "pipeline", "list", "redirected_statement"}
@@ -105,6 +108,8 @@ def parse(command: str) -> Parsed:
     for needle, reason in TRIPWIRES.items():
         if needle in command and reason not in parsed.unsupported:
             parsed.unsupported.append(reason)
+    if CONTROL.search(command):
+        parsed.unsupported.append("a control character")
     tree = _parser().parse(command.encode())
     if tree.root_node.has_error:
         parsed.unsupported.append("the parser cannot read it")
@@ -121,7 +126,7 @@ def _note(parsed: Parsed, reason: str) -> None:
 def _visit(node: Node, parsed: Parsed, piped: bool) -> None:
     if node.type in STRUCTURE or node.type == "heredoc_redirect":
         if node.type == "heredoc_redirect":
-            parsed.redirects.append(_redirect(node))
+            _add_redirect(node, parsed)
         seen_command = False
         for child in node.children:
             if not child.is_named:
@@ -199,6 +204,8 @@ def _redirect(node: Node) -> Redirect:
     op = ""
     target: Word | None = None
     heredoc = None
+    if node.type == "heredoc_redirect":
+        _check_heredoc(node)
     for child in node.children:
         if child.type == "file_descriptor":
             fd = _text(child)
@@ -213,6 +220,26 @@ def _redirect(node: Node) -> Redirect:
         else:
             target = word(child)
     return Redirect(op, fd, target, heredoc)
+
+
+def _check_heredoc(node: Node) -> None:
+    """The here-document must end where bash ends it, or lines bash runs could hide in its body.
+
+    Only a plain delimiter word is accepted (``EOF``, ``'EOF'``, ``"EOF"``, ``\\EOF``); bash
+    ends the body at the first line equal to it (tabs stripped for ``<<-``).
+    """
+    start = next((c for c in node.children if c.type == "heredoc_start"), None)
+    end = next((c for c in node.children if c.type == "heredoc_end"), None)
+    body = next((c for c in node.children if c.type == "heredoc_body"), None)
+    match = DELIMITER.fullmatch(_text(start) if start else "")
+    if start is None or end is None or match is None:
+        raise Unsupported("here-document delimiter")
+    delimiter = match.group(2) or match.group(3)
+    strip_tabs = any(not c.is_named and _text(c) == "<<-" for c in node.children)
+    lines = _text(body).split("\n") if body is not None else []
+    ends = [line.lstrip("\t") if strip_tabs else line for line in lines]
+    if _text(end) != delimiter or delimiter in ends:
+        raise Unsupported("here-document delimiter")
 
 
 def _text(node: Node) -> str:
