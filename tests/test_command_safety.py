@@ -5,14 +5,13 @@ ones ask before anything happens, harmless ones still run, and a turn interrupt 
 from __future__ import annotations
 
 import json
-import os
 import stat
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Session, eventually
+from tests.helpers import Session, eventually, sleeping
 from tests.services import Gateway
 
 pytestmark = pytest.mark.db
@@ -168,24 +167,11 @@ async def test_big_output_returns_with_head_and_tail(gateways, tmp_path):
         assert "bytes of output omitted ...]" in output and len(output) < 16_200
 
 
-def _sleeping(duration: str) -> list[int]:
-    pids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if f.read().split(b"\0")[:2] == [b"sleep", duration.encode()]:
-                        pids.append(int(pid))
-            except OSError:
-                continue
-    return pids
-
-
 async def test_interrupt_ends_a_long_command_and_its_process_group(gateways, layer, tmp_path):
     duration = f"{100 + uuid.uuid4().int % 1000}.5"  # names this run's sleep among the machine's
     async with Session.open(gateways.shared(layer), cwd=str(tmp_path)) as s:
         mark = await submit(s, f"!run sleep {duration} & sleep {duration}")
-        await eventually(lambda: len(_sleeping(duration)) == 2)
+        await eventually(lambda: len(sleeping(duration)) == 2)
         assert (await s.call("session.interrupt"))["status"] == "interrupted"
         assert (await reply(s, mark))["status"] == "interrupted"
-        await eventually(lambda: not _sleeping(duration))  # both: the group, not just the shell
+        await eventually(lambda: not sleeping(duration))  # both: the group, not just the shell

@@ -11,13 +11,14 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import override_settings
 
-from tests.helpers import Session
+from tests.helpers import Session, eventually, sleeping
 from ws_gateway.checks import terminal_backend_check
 from ws_gateway.terminal import run
 from ws_gateway.terminal.backends import SandboxBackend, sandbox_options
@@ -192,3 +193,11 @@ async def test_demo_run_and_bg_in_the_sandbox(gateways, tmp_path: Path) -> None:
         assert close["payload"]["exit_code"] == 0
         chunks = "".join(e["payload"]["chunk"] for e in s.events("agent.terminal.output", after=mark))
         assert chunks == "from-the-sandbox\n65534\n"
+        # process.kill ends the sandbox and everything in it.
+        duration = f"{300 + uuid.uuid4().int % 1000}.5"
+        events = await s.turn(f"!bg sleep {duration}")
+        process_id = events[-2]["payload"]["text"].split()[-1]
+        await eventually(lambda: sleeping(duration))
+        killed = await s.call("process.kill", {"process_id": process_id})
+        assert killed["status"] == "killed"
+        await eventually(lambda: not sleeping(duration))
