@@ -225,6 +225,14 @@ def _why(name: str, simple: SimpleCommand) -> str:
 
 
 def _check_options(name: str, args: list[Word], spec: Spec, found: _Findings) -> None:
+    if spec.deny or spec.deny_letters:
+        # A computed word where an option may stand could be the denied one (printf $X PATH .).
+        for arg in args:
+            if arg.value is None:
+                found.add(f"{name}: an option may be computed at run time ({arg.text})")
+                break
+            if arg.value == "--" or not arg.value.startswith("-"):
+                break
     for arg in _options(args):
         opt = arg.value or ""
         if opt.startswith("--"):
