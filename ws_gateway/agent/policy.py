@@ -60,7 +60,7 @@ SPECS: dict[str, Spec] = {
     "true": Spec(paths=False),
     "false": Spec(paths=False),
     "exit": Spec(paths=False),
-    "wait": Spec(paths=False),
+    "wait": Spec(paths=False, deny_letters="p"),  # wait -p VAR assigns a variable
     "sleep": Spec(paths=False),
     "seq": Spec(paths=False),
     "date": Spec(deny=frozenset({"--set"}), deny_letters="s"),

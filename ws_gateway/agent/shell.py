@@ -36,6 +36,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Node types that only group simple commands.
 STRUCTURE = {"program", "pipeline", "list", "redirected_statement"}
 REDIRECTS = {"file_redirect", "heredoc_redirect", "herestring_redirect"}
+SEPARATORS = {";", "&", "&&", "||", "|", "|&", "\n"}
 
 UNSUPPORTED = {
     "command_substitution": "command substitution",
@@ -130,6 +131,8 @@ def _visit(node: Node, parsed: Parsed, piped: bool) -> None:
         seen_command = False
         for child in node.children:
             if not child.is_named:
+                if node.type in STRUCTURE and child.type not in SEPARATORS:
+                    _note(parsed, f"unsupported syntax ({child.type!r})")
                 continue
             if node.type == "redirected_statement" and child.type in REDIRECTS:
                 if child.type == "heredoc_redirect":
