@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -107,3 +108,16 @@ async def server_saw_close(gateway: Any, client: GatewayClient) -> None:
     """Wait until the gateway has handled ``client``'s disconnect (its summary line is logged)."""
     port = client.ws.local_address[1]
     await eventually(lambda: f"ws closed peer=127.0.0.1:{port} " in gateway.log_text())
+
+
+def sleeping(duration: str) -> list[int]:
+    """Pids of the machine's ``sleep DURATION`` processes (a test picks a DURATION of its own)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:2] == [b"sleep", duration.encode()]:
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found

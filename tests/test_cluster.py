@@ -290,7 +290,7 @@ async def test_clients_of_a_killed_worker_are_detached_on_the_owner(clusters):
 
 
 async def test_session_settings_follow_a_session_to_its_adopter(clusters, tmp_path):
-    cluster, _ = clusters(2)
+    cluster, _ = clusters(2, ALLOW_APPROVAL_OFF=True)
     w1, w2 = cluster.workers
     a = await GatewayClient.open(w1.url)
     created = await a.call("session.create")

@@ -93,9 +93,9 @@ async def test_config_session_keys(gateway, tmp_path):
     async with Session.open(gateway) as s:
         assert (await s.call("config.get", {"key": "busy_input_mode"}))["value"] == "interrupt"
         mark = len(s.client.events)
-        await s.call("config.set", {"key": "approval_mode", "value": "off"})
+        await s.call("config.set", {"key": "approval_mode", "value": "manual"})
         info = await s.client.event("session.info", s.sid, after=mark)
-        assert info["payload"]["approval_mode"] == "off"
+        assert info["payload"]["approval_mode"] == "manual"
         await s.call("config.set", {"key": "cwd", "value": str(tmp_path)})
         assert (await s.call("config.get", {"key": "cwd"}))["value"] == str(tmp_path)
         events = await s.turn("!run pwd")
@@ -107,6 +107,7 @@ async def test_config_session_keys(gateway, tmp_path):
         for key, value in (
             ("busy_input_mode", "sometimes"),
             ("approval_mode", "maybe"),
+            ("approval_mode", "off"),  # not unless the deployment allows it (ALLOW_APPROVAL_OFF)
             ("cwd", "/no/such/dir"),
             ("colour", "red"),
         ):
@@ -116,6 +117,24 @@ async def test_config_session_keys(gateway, tmp_path):
         with pytest.raises(RpcFailure) as missing:
             await s.client.call("config.set", {"key": "busy_input_mode", "value": "queue"})
         assert missing.value.code == 4006
+        assert (await s.call("config.get", {"key": "approval_mode"}))["value"] == "manual"
+
+
+async def test_approval_mode_off_is_the_deployments_decision(gateways, layer):
+    async with Session.open(gateways.shared(layer)) as s:
+        with pytest.raises(RpcFailure) as refused:
+            await s.call("config.set", {"key": "approval_mode", "value": "off"})
+        assert refused.value.code == 4002
+        assert "ALLOW_APPROVAL_OFF" in refused.value.message
+        assert (await s.call("config.get", {"key": "approval_mode"}))["value"] == "manual"
+    async with Session.open(gateways.shared(layer, ALLOW_APPROVAL_OFF=True)) as s:
+        mark = len(s.client.events)
+        assert await s.call("config.set", {"key": "approval_mode", "value": "off"}) == {
+            "key": "approval_mode",
+            "value": "off",
+        }
+        info = await s.client.event("session.info", s.sid, after=mark)
+        assert info["payload"]["approval_mode"] == "off"
 
 
 async def test_skin_change_reaches_every_client_once(gateways):

@@ -32,6 +32,7 @@ async def test_approval_event_answered_once_runs_the_command(gateway):
         payload = request["payload"]
         assert payload["command"] == "echo approved-run"
         assert payload["choices"] == ["once", "session", "always", "deny"]
+        assert payload["allow_permanent"] is True
         assert len(payload["request_id"]) == 8
         pending = await s.call("approval.pending")
         assert [a["request_id"] for a in pending["approvals"]] == [payload["request_id"]]
@@ -61,18 +62,30 @@ async def test_denied_dangerous_run_is_not_run(gateway, tmp_path):
 
 
 async def test_session_choice_approves_the_pattern_for_the_rest_of_the_session(gateway, tmp_path):
-    async with Session.open(gateway) as s:
-        mark = await submit(s, f"!run rm -r {tmp_path}/a")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with Session.open(gateway, cwd=str(tmp_path)) as s:
+        mark = await submit(s, "!run rm -r a")
         await s.client.event("approval.request", s.sid, after=mark)
         await s.call("approval.respond", {"choice": "session"})
         await reply_text(s, mark)
-        events = await s.turn(f"!run rm -r {tmp_path}/b")
+        # The same parsed pattern (rm with -r, operands inside the cwd) is not asked again ...
+        events = await s.turn("!run rm -r b")
         assert not [e for e in events if e["type"] == "approval.request"]
-        assert events[-2]["payload"]["text"].startswith(f"Ran: rm -r {tmp_path}/b (exit 1)")
+        assert events[-2]["payload"]["text"] == "Ran: rm -r b (exit 0)"
+        assert not (tmp_path / "b").exists()
+        # ... but another shape of it is: more flags, or a path outside the cwd.
+        for command in ("rm -rf c", f"rm -r {tmp_path.parent}/elsewhere"):
+            mark = await submit(s, f"!run {command}")
+            request = await s.client.event("approval.request", s.sid, after=mark)
+            assert request["payload"]["command"] == command
+            await s.call("approval.respond", {"choice": "deny"})
+            assert (await reply_text(s, mark))["text"] == f"Denied: {command}"
 
 
-async def test_approval_mode_off_skips_prompting(gateway, tmp_path):
-    async with Session.open(gateway) as s:
+async def test_approval_mode_off_skips_prompting(gateways, layer, tmp_path):
+    allowed = gateways.shared(layer, ALLOW_APPROVAL_OFF=True)
+    async with Session.open(allowed) as s:
         await s.call("config.set", {"key": "approval_mode", "value": "off"})
         events = await s.turn(f"!run rm -rf {tmp_path}/nothing\n!approve echo fine")
         assert not [e for e in events if e["type"] == "approval.request"]
@@ -219,16 +232,15 @@ async def test_sudo_received_and_declined(gateway):
 async def test_secret_value_appears_nowhere_but_the_answer(gateway):
     async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
         await watcher.call("session.activate", {"session_id": s.sid})
-        mark = await submit(
-            s, '!secret API_TOKEN Paste the token\n!run test -n "$API_TOKEN" && echo token-set'
-        )
+        mark = await submit(s, '!secret API_TOKEN Paste the token\n!run echo "token length ${#API_TOKEN}"')
         request = (await s.client.event("secret.request", s.sid, after=mark))["payload"]
         assert request["env_var"] == "API_TOKEN" and request["prompt"] == "Paste the token"
         await s.client.call("secret.respond", {"request_id": request["request_id"], "value": SECRET})
         complete = await reply_text(s, mark)
         assert (
             complete["text"]
-            == 'secret: stored\nRan: test -n "$API_TOKEN" && echo token-set (exit 0)\ntoken-set'
+            == 'secret: stored\nRan: echo "token length ${#API_TOKEN}" (exit 0)\n'
+            + f"token length {len(SECRET)}"
         )
         await watcher.event("message.complete", s.sid)
         replay = await s.call("session.events.since", {"last_seen": 0})

@@ -15,6 +15,30 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 
+# Long default lists of DEFAULTS, documented there.
+SAFE_COMMANDS = [
+    "echo", "printf", "ls", "pwd", "date", "sleep", "true", "false", "exit", "wait", "seq",
+    "wc", "head", "tail", "cat", "grep",
+]  # fmt: skip
+SECRET_FILE_PATTERNS = [
+    ".env", ".env.*", "*.env", ".envrc", "*.sqlite", "*.sqlite3", "*.db", "*.db-journal",
+    "*.db-wal", "*.sqlite3-wal", "*.sqlite3-shm", "*.pem", "*.key", "*.p12", "*.pfx",
+    "*.keystore", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".ssh", ".gnupg",
+    ".aws", ".azure", ".kube", ".docker", ".netrc", ".pgpass", ".my.cnf", ".npmrc",
+    ".pypirc", ".git-credentials", "*secret*", "*credential*", "*password*",
+    "settings.py", "settings_*.py", "*_settings.py", "local_settings.py",
+]  # fmt: skip
+COMMAND_ENV_PASSTHROUGH = [
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TERM", "TZ",
+    "USER", "LOGNAME", "SHELL",
+]  # fmt: skip
+SANDBOX_RO_BINDS = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/alternatives",
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/resolv.conf",
+    "/etc/ssl/certs", "/etc/ca-certificates", "/etc/mime.types",
+]  # fmt: skip
+
 DEFAULTS: dict[str, Any] = {
     # WebSocket path (without leading slash) served by ws_gateway.routing.
     "PATH": "api/ws",
@@ -95,11 +119,56 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_TIMEOUTS_S": {"approval": 300.0, "clarify": 300.0, "sudo": 120.0, "secret": 300.0},
     # Choices offered by approval.request (remove "session"/"always" to forbid them).
     "APPROVAL_CHOICES": ["once", "session", "always", "deny"],
-    # [regex, description] pairs of commands that need an approval; None = the built-in list
-    # (ws_gateway.agent.approvals.DEFAULT_PATTERNS). EXTRA_ adds to whichever list is used.
+    # -- terminal commands (docs/commands.md) --
+    # The command policy (ws_gateway.agent.policy) lets a command run without asking only when
+    # every simple command in it is one of these, used read-only on paths inside the session's
+    # cwd; everything else asks. A name added here is trusted with any option; its operands
+    # are still checked as paths.
+    "SAFE_COMMANDS": SAFE_COMMANDS,
+    # File names (fnmatch patterns, case-insensitive, matched against every component of a
+    # path inside the cwd) that a command may not read, list or search without asking.
+    "SECRET_FILE_PATTERNS": SECRET_FILE_PATTERNS,
+    # [regex, description] pairs matched against the raw command text: a match always asks
+    # (even a command the policy would let run, and in a sandbox with auto_approve), and gives
+    # the approval's description. None = the built-in list (ws_gateway.agent.approvals.
+    # DEFAULT_PATTERNS). EXTRA_ adds to whichever list is used.
     "DANGEROUS_PATTERNS": None,
     "EXTRA_DANGEROUS_PATTERNS": [],
-    # Terminal tool: seconds before a foreground command is killed, output kept (chars).
+    # May a client set approval_mode "off" (no approval asked at all)? Else config.set -> 4002.
+    "ALLOW_APPROVAL_OFF": False,
+    # The environment of every command (foreground and background, every backend) is built
+    # from nothing: these variables copied from the server's environment when set, then
+    # COMMAND_ENV {name: value} from the deployment, then the session's own secrets (!secret).
+    "COMMAND_ENV_PASSTHROUGH": COMMAND_ENV_PASSTHROUGH,
+    "COMMAND_ENV": {},
+    # Where commands run: "local" (a process group of the server's user in the session's cwd)
+    # or "sandbox" (bubblewrap; see SANDBOX). A system check fails when the sandbox cannot run.
+    "TERMINAL_BACKEND": "local",
+    # The sandbox backend's options, merged key by key over these defaults:
+    #   bwrap         the bubblewrap binary
+    #   network       keep the host's network (default: a private network namespace, no network)
+    #   auto_approve  run commands without asking (DANGEROUS_PATTERNS still ask)
+    #   cpu_s memory_mb nproc file_mb   limits (RLIMIT_CPU, _AS, _NPROC, _FSIZE) of each command;
+    #                 the kernel does not enforce nproc for a server running as root
+    #   output_mb     a command printing more than this is killed
+    #   uid gid       the user and group inside the sandbox
+    #   ro_binds      host paths mounted read-only (missing ones are skipped); besides these the
+    #                 sandbox sees only the session's cwd (read-write), a private /tmp, /dev, /proc
+    "SANDBOX": {
+        "bwrap": "bwrap",
+        "network": False,
+        "auto_approve": False,
+        "cpu_s": 60,
+        "memory_mb": 1024,
+        "nproc": 256,
+        "file_mb": 1024,
+        "output_mb": 64,
+        "uid": 65534,
+        "gid": 65534,
+        "ro_binds": SANDBOX_RO_BINDS,
+    },
+    # Terminal tool: seconds before a foreground command is killed, output kept (chars: the
+    # first and last halves, with a marker between them when it is longer).
     "COMMAND_TIMEOUT_S": 120.0,
     "COMMAND_OUTPUT_CHARS": 16000,
     # Background processes: output tail kept per process (chars).

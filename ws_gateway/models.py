@@ -66,7 +66,11 @@ class TranscriptMessage(models.Model):
 
 
 class ApprovalRule(models.Model):
-    """A dangerous-command pattern a user approved with ``always``: it is not asked again."""
+    """A command pattern a user approved with ``always``: it is not asked again.
+
+    ``pattern`` is the command policy's key of the approved command (``cmd:rm -f -r``,
+    ``exact:...``; see ``ws_gateway.agent.policy``).
+    """
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -75,7 +79,10 @@ class ApprovalRule(models.Model):
         on_delete=models.CASCADE,
         related_name="gateway_approval_rules",
     )
-    pattern = models.CharField(max_length=255)
+    pattern = models.CharField(
+        max_length=255,
+        help_text="The command policy's pattern key of the approved command (ws_gateway.agent.policy).",
+    )
     description = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 

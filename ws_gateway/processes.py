@@ -1,7 +1,8 @@
 """Background processes started by the terminal tool (PROTOCOL.md section 9).
 
-Each process runs in its own process group, registered under the session that
-started it. A reader thread streams its output as ``agent.terminal.output``
+Each process runs with the configured terminal backend (local or sandbox) and
+the clean command environment, in its own process group, registered under the
+session that started it. A reader thread streams its output as ``agent.terminal.output``
 events and keeps the tail; ``terminal.close`` follows its exit. Closing or
 reclaiming a session kills its processes, so nothing is left orphaned.
 """
@@ -15,10 +16,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ids
+from . import ids, terminal
 from .conf import gateway_settings
 from .outbox import emit
 from .sessions.live import LiveSession
@@ -36,6 +38,7 @@ class Process:
     cwd: str
     popen: subprocess.Popen
     started_at: float = field(default_factory=time.time)
+    output_limit: int = 0  # bytes; more kills it (the sandbox's output_mb)
     tail: str = ""
     exit_code: int | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -66,18 +69,13 @@ class ProcessRegistry:
         self._lock = threading.Lock()
         self._procs: dict[str, Process] = {}
 
-    def start(self, session: LiveSession, command: str, env: dict[str, str] | None = None) -> Process:
-        popen = subprocess.Popen(
-            command,
-            shell=True,
-            cwd=session.cwd or None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-        proc = Process(f"proc_{ids.request_id()}", session, command, session.cwd, popen)
+    def start(self, session: LiveSession, command: str, secrets: Mapping[str, str] | None = None) -> Process:
+        """Start ``command`` with the configured backend and the clean environment (plus ``secrets``)."""
+        runner = terminal.backend()
+        cwd = session.cwd or os.getcwd()
+        popen = runner.spawn(command, cwd, dict(secrets or {}))
+        proc_id = f"proc_{ids.request_id()}"
+        proc = Process(proc_id, session, command, cwd, popen, output_limit=runner.output_limit)
         with self._lock:
             self._procs[proc.id] = proc
         threading.Thread(target=self._read, args=(proc,), name=f"gw-proc-{proc.id}", daemon=True).start()
@@ -88,11 +86,20 @@ class ProcessRegistry:
     def _read(self, proc: Process) -> None:
         cap = gateway_settings.PROCESS_TAIL_CHARS
         stream = proc.popen.stdout
+        total = 0
+        over_limit = False
         while stream is not None:
             chunk = os.read(stream.fileno(), 4096)
             if not chunk:
                 break
+            total += len(chunk)
             text = chunk.decode(errors="replace")
+            if proc.output_limit and total > proc.output_limit and not over_limit:
+                over_limit = True
+                # The backend's output limit: end the whole group, say why in the output.
+                text += f"\n[printed more than {proc.output_limit} bytes: killed]\n"
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
             proc.tail = (proc.tail + text)[-cap:]
             emit(proc.session.id, "agent.terminal.output", {"process_id": proc.id, "chunk": text})
         proc.exit_code = proc.popen.wait()

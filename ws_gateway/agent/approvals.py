@@ -1,12 +1,22 @@
-"""The dangerous-command guard: which commands need a person's approval, and what was approved.
+"""Approvals: whether a terminal command may run now, and what a person approved.
 
-``once`` approves one command; ``session`` approves the matched pattern for
-the rest of the session; ``always`` stores it for the user (survives
-restarts); ``deny`` refuses. ``approval_mode off`` skips asking.
+The decision is the command policy's (:mod:`.policy`, on the parsed command):
+a command it does not let run asks. The configured ``DANGEROUS_PATTERNS`` (and
+``EXTRA_DANGEROUS_PATTERNS``) are regexes over the raw text that always ask, on
+top of the policy, and name the danger in the request's description. A sandbox
+backend with ``auto_approve`` runs what the policy would ask about, but not what
+a dangerous pattern matches.
+
+``once`` approves one command; ``session`` approves the command's pattern key
+(from the parse, see :mod:`.policy`) for the rest of the session; ``always``
+stores the key for the user (:class:`~ws_gateway.models.ApprovalRule`, survives
+restarts); ``deny`` refuses. ``approval_mode off`` skips asking, and only when
+the deployment allows it (``ALLOW_APPROVAL_OFF``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,8 +25,10 @@ from ..conf import gateway_settings
 from ..models import ApprovalRule
 from ..sessions.live import LiveSession
 from ..writes import write_unit
+from ..terminal import BackendUnavailable, backend
 from .context import TurnContext
 from .pending import pending, timeout_for
+from .policy import Decision, decide
 
 DEFAULT_PATTERNS: list[list[str]] = [
     [r"\brm\s+(-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)\b", "recursive delete"],
@@ -44,6 +56,17 @@ class Match:
     description: str
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """One command's fate: ``ask`` a person or not, shown with ``description``, remembered as ``key``."""
+
+    ask: bool
+    description: str
+    key: str
+    decision: Decision
+    match: Match | None
+
+
 @lru_cache(maxsize=8)
 def _compiled(patterns: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern[str], str, str]]:
     return [(re.compile(regex, re.IGNORECASE), regex, description) for regex, description in patterns]
@@ -64,44 +87,81 @@ def dangerous(command: str) -> Match | None:
     return None
 
 
+def assess(session: LiveSession, command: str) -> Assessment:
+    """The policy's decision for ``command`` in the session's cwd, with the dangerous patterns on top."""
+    decision = decide(command, session.cwd or os.getcwd())
+    match = dangerous(command)
+    try:
+        auto_approve = backend().auto_approve
+    except BackendUnavailable:
+        auto_approve = False  # the run itself reports why the backend cannot run
+    ask = match is not None or (decision.ask and not auto_approve)
+    description = match.description if match else decision.description
+    return Assessment(ask, description, decision.key, decision, match)
+
+
 def choices() -> list[str]:
     offered = [c for c in gateway_settings.APPROVAL_CHOICES if c in ("once", "session", "always", "deny")]
     return offered if "deny" in offered else [*offered, "deny"]
 
 
-def pre_approved(session: LiveSession, match: Match) -> bool:
-    if match.pattern in session.config.get("approved_patterns", ()):
+def approvals_off(session: LiveSession) -> bool:
+    """``approval_mode off`` counts only where the deployment allows it (a stored "off" may predate that)."""
+    return gateway_settings.ALLOW_APPROVAL_OFF and session.config.get("approval_mode", "manual") == "off"
+
+
+def pre_approved(session: LiveSession, key: str) -> bool:
+    if key in session.config.get("approved_patterns", ()):
         return True
-    return ApprovalRule.objects.filter(owner_id=session.owner_id, pattern=match.pattern).exists()
+    return ApprovalRule.objects.filter(owner_id=session.owner_id, pattern=key).exists()
 
 
-def request_approval(ctx: TurnContext, command: str, match: Match | None, always_ask: bool = False) -> bool:
-    """Ask (unless approval mode is off or it was approved before); True when the command may run."""
+def may_run(ctx: TurnContext, command: str) -> bool:
+    """The terminal tool's gate: True when ``command`` may run now (asking first if it must)."""
+    if command in ctx.approved_commands:
+        return True
+    assessment = assess(ctx.session, command)
+    if not assessment.ask:
+        return True
+    return request_approval(ctx, command, assessment)
+
+
+def request_approval(
+    ctx: TurnContext, command: str, assessment: Assessment, always_ask: bool = False
+) -> bool:
+    """Ask (unless approval mode is off or the key was approved before); True when the command may run."""
     session = ctx.session
-    if session.config.get("approval_mode", "manual") == "off":
+    if approvals_off(session):
         ctx.approved_commands.add(command)
         return True
-    if not always_ask and match is not None and pre_approved(session, match):
+    key = assessment.key
+    if not always_ask and pre_approved(session, key):
         return True
-    description = match.description if match else "run this command"
     offered = choices()
-    # The hermes clients build their buttons from allow_permanent, not from choices.
-    payload = {"command": command, "description": description, "choices": offered}
-    payload["allow_permanent"] = "always" in offered
-    answer = pending.ask(session, "approval", payload, timeout_for("approval"))
+    answer = pending.ask(
+        session,
+        "approval",
+        {
+            "command": command,
+            "description": assessment.description,
+            "choices": offered,
+            "allow_permanent": "always" in offered,
+        },
+        timeout_for("approval"),
+    )
     choice = answer.get("choice", "deny") if isinstance(answer, dict) else "deny"
-    if choice not in choices():
+    if choice not in offered:
         choice = "deny"
     if choice != "deny":
         ctx.approved_commands.add(command)
-    if match is not None and choice == "session":
+    if choice == "session":
         from ..sessions import service
 
         with session.lock:
-            session.config.setdefault("approved_patterns", set()).add(match.pattern)
+            session.config.setdefault("approved_patterns", set()).add(key)
         service.remember_config(session)
-    elif match is not None and choice == "always":
-        _remember_rule(session.owner_id, match.pattern, match.description)
+    elif choice == "always":
+        _remember_rule(session.owner_id, key, assessment.description[:255])
     return choice != "deny"
 
 

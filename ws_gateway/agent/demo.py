@@ -173,7 +173,8 @@ def d_bg(turn: DemoTurn, arg: str) -> None:
 def d_approve(turn: DemoTurn, arg: str) -> None:
     if not arg:
         raise TurnFailed("usage: !approve COMMAND")
-    approved = approvals.request_approval(turn.ctx, arg, approvals.dangerous(arg), always_ask=True)
+    assessment = approvals.assess(turn.ctx.session, arg)
+    approved = approvals.request_approval(turn.ctx, arg, assessment, always_ask=True)
     if turn.ctx.interrupted:
         return
     if not approved:

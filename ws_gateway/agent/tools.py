@@ -7,19 +7,18 @@ through it so every client sees the same events whichever backend runs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import terminal
 from ..conf import gateway_settings
 from ..processes import processes
 from ..sessions.live import LiveSession
+from ..terminal import CommandResult
 from . import approvals
 from .context import TurnContext, TurnFailed
 from .pending import pending, timeout_for
@@ -112,66 +111,37 @@ def run_tool(ctx: TurnContext, name: str, args: dict[str, Any]) -> ToolOutput:
 # -- terminal -----------------------------------------------------------------
 
 
-@dataclass
-class CommandResult:
-    exit_code: int
-    output: str
-    interrupted: bool = False
-
-    def first_line(self) -> str:
-        return next((line for line in self.output.splitlines() if line.strip()), "")
-
-
 def run_command(ctx: TurnContext, command: str, timeout_s: float | None = None) -> CommandResult:
-    """Run a shell command in the session's cwd; interruptible, with a timeout and capped output."""
-    timeout_s = timeout_s or gateway_settings.COMMAND_TIMEOUT_S
-    cap = gateway_settings.COMMAND_OUTPUT_CHARS
-    proc = subprocess.Popen(
+    """Run a command in the session's cwd with the configured backend: drained, capped, interruptible."""
+    return terminal.run(
+        terminal.backend(),
         command,
-        shell=True,
-        cwd=ctx.session.cwd or None,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **ctx.session.secret_env},
+        ctx.session.cwd or os.getcwd(),
+        dict(ctx.session.secret_env),
+        timeout_s or gateway_settings.COMMAND_TIMEOUT_S,
+        gateway_settings.COMMAND_OUTPUT_CHARS,
+        ctx.wait,
     )
-    deadline = time.monotonic() + timeout_s
-    interrupted = False
-    while proc.poll() is None:
-        if ctx.wait(0.02):
-            interrupted = True
-            break
-        if time.monotonic() > deadline:
-            break
-    if proc.poll() is None:
-        _kill_group(proc)
-    out = proc.stdout.read(cap + 1) if proc.stdout else b""
-    proc.wait()
-    text = out.decode(errors="replace")
-    if len(text) > cap:
-        text = text[:cap] + "\n[output truncated]"
-    return CommandResult(proc.returncode, text, interrupted)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _terminal(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
     command = args["command"]
     if not isinstance(command, str) or not command.strip():
         raise ValueError("command must be a non-empty string")
-    if command not in ctx.approved_commands:
-        match = approvals.dangerous(command)
-        if match is not None and not approvals.request_approval(ctx, command, match):
-            return ToolOutput(f"denied: {command}", summary="denied", denied=True)
-    if args.get("background"):
-        proc = processes.start(ctx.session, command, ctx.session.secret_env)
-        return ToolOutput(f"started {proc.id}", summary=f"pid {proc.popen.pid}")
     timeout = args.get("timeout")
-    result = run_command(ctx, command, float(timeout) if timeout else None)
+    if timeout is not None:
+        timeout = float(timeout)
+        if not 0 < timeout <= 86400:
+            raise ValueError("timeout must be a number of seconds between 0 and 86400")
+    if not approvals.may_run(ctx, command):
+        return ToolOutput(f"denied: {command}", summary="denied", denied=True)
+    try:
+        if args.get("background"):
+            proc = processes.start(ctx.session, command, ctx.session.secret_env)
+            return ToolOutput(f"started {proc.id}", summary=f"pid {proc.popen.pid}")
+        result = run_command(ctx, command, timeout)
+    except (terminal.BackendUnavailable, OSError) as exc:
+        return ToolOutput(f"error: cannot run the command: {exc}", summary="not run")
     return ToolOutput(f"exit {result.exit_code}\n{result.output}", summary=f"exit {result.exit_code}")
 
 

@@ -179,6 +179,11 @@ def _set_session(call: Call, key: str) -> dict[str, Any]:
 
 def set_session_option(live: LiveSession, key: str, value: Any) -> None:
     """Set one per-session option, store it for an adopter and tell the clients."""
+    if key == "approval_mode" and value == "off" and not gateway_settings.ALLOW_APPROVAL_OFF:
+        raise RpcError(
+            BAD_VALUE,
+            "approval_mode off is not allowed by this deployment (WS_GATEWAY['ALLOW_APPROVAL_OFF'])",
+        )
     with live.lock:
         live.config[key] = value
     _changed(live)
