@@ -24,8 +24,8 @@ from functools import lru_cache
 from ..conf import gateway_settings
 from ..models import ApprovalRule
 from ..sessions.live import LiveSession
-from ..writes import write_unit
 from ..terminal import BackendUnavailable, backend
+from ..writes import write_unit
 from .context import TurnContext
 from .pending import pending, timeout_for
 from .policy import Decision, decide
