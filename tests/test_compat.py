@@ -264,13 +264,10 @@ async def test_session_config_keys(gw):
         await set_("personality", "none")
         assert (await get("personality"))["value"] == ""
 
+        # Approvals stay on unless the deployment lets clients turn them off.
         assert (await get("yolo"))["value"] == "0"
-        mark = len(s.client.events)
-        assert (await set_("yolo", "toggle"))["value"] == "1"
-        assert (await get("approval_mode"))["value"] == "off"
-        info = await s.client.event("session.info", s.sid, after=mark)
-        assert info["payload"]["approval_mode"] == "off"
-        assert (await set_("yolo", "toggle"))["value"] == "0"
+        refused = await rpc_error(set_("yolo", "toggle"))
+        assert refused.code == 4002 and "ALLOW_APPROVAL_OFF" in refused.message
         assert (await get("approval_mode"))["value"] == "manual"
 
         for key, value in (("fast", "turbo"), ("reasoning", "max"), ("verbose", "loud"), ("fast", "")):
@@ -695,3 +692,41 @@ async def test_approval_request_says_whether_always_is_offered(gateways, offered
         assert request["allow_permanent"] is ("always" in offered)
         await s.call("approval.respond", {"choice": "once"})
         assert (await reply(s, mark))["text"] == "Ran: echo ok (exit 0)\nok"
+
+
+async def test_shell_exec_runs_what_the_policy_allows_and_refuses_the_rest(gw, work):
+    (work / "keep.txt").write_text("kept\n")
+    async with GatewayClient.connect(gw.url) as client:
+        # The client sends no session_id: without a session there is no cwd to run in.
+        assert (await rpc_error(client.call("shell.exec", {"command": "ls"}))).code == 4006
+        await client.call("session.create", {"cwd": str(work)})
+        listed = await client.call("shell.exec", {"command": "ls"})
+        assert listed == {"stdout": "keep.txt\n", "stderr": "", "code": 0}
+        assert (await client.call("shell.exec", {"command": "cat keep.txt"}))["stdout"] == "kept\n"
+        failed = await client.call("shell.exec", {"command": "cat missing.txt"})
+        assert failed["code"] != 0 and "missing.txt" in failed["stdout"]
+        for command in ("rm -rf keep.txt", "env", "cat ../outside.txt", "python3 -c 'print(1)'"):
+            err = await rpc_error(client.call("shell.exec", {"command": command}))
+            assert err.code == 4002 and "needs an approval" in err.message, command
+        assert (work / "keep.txt").read_text() == "kept\n"
+        assert (await rpc_error(client.call("shell.exec", {"command": "  "}))).code == 4004
+
+
+async def test_shell_exec_can_be_turned_off(gateways, work):
+    gateway = gateways.shared("memory", SHELL_EXEC=False)
+    async with GatewayClient.connect(gateway.url) as client:
+        await client.call("session.create", {"cwd": str(work)})
+        err = await rpc_error(client.call("shell.exec", {"command": "ls"}))
+        assert err.code == 4002 and "turned off" in err.message
+
+
+async def test_yolo_toggles_approvals_where_the_deployment_allows_it(gateways):
+    gateway = gateways.shared("memory", ALLOW_APPROVAL_OFF=True)
+    async with Session.open(gateway) as s:
+        mark = len(s.client.events)
+        assert (await s.call("config.set", {"key": "yolo"}))["value"] == "1"
+        assert (await s.call("config.get", {"key": "approval_mode"}))["value"] == "off"
+        info = await s.client.event("session.info", s.sid, after=mark)
+        assert info["payload"]["approval_mode"] == "off"
+        assert (await s.call("config.set", {"key": "yolo"}))["value"] == "0"
+        assert (await s.call("config.get", {"key": "approval_mode"}))["value"] == "manual"

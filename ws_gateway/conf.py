@@ -136,6 +136,10 @@ DEFAULTS: dict[str, Any] = {
     "EXTRA_DANGEROUS_PATTERNS": [],
     # May a client set approval_mode "off" (no approval asked at all)? Else config.set -> 4002.
     "ALLOW_APPROVAL_OFF": False,
+    # shell.exec (the hermes client's "!command" line): runs what the command policy lets run
+    # without asking (or what the session pre-approved); anything else is refused (4002), as the
+    # call has no approval step. False turns the method off (4002 for every call).
+    "SHELL_EXEC": True,
     # The environment of every command (foreground and background, every backend) is built
     # from nothing: these variables copied from the server's environment when set, then
     # COMMAND_ENV {name: value} from the deployment, then the session's own secrets (!secret).

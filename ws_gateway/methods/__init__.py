@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     process,
     prompt,
     session,
+    shell,
     subagent,
     tools,
     unavailable,
