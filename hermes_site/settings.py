@@ -54,6 +54,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the console's static files (and the admin's) from daphne itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -178,6 +180,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Serve straight from the apps' static folders, so the README's run command needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+# The console's login (ws_gateway.urls); after it, and after logout, back to the console.
+LOGIN_URL = "ws_gateway_login"
+LOGIN_REDIRECT_URL = "ws_gateway_console"
+LOGOUT_REDIRECT_URL = "ws_gateway_console"
 
 LOGGING = {
     "version": 1,
