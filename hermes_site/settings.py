@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -182,6 +183,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 # Serve straight from the apps' static folders, so the README's run command needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
+# Without collectstatic there is no STATIC_ROOT yet; the finders serve everything then.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 # The console's login (ws_gateway.urls); after it, and after logout, back to the console.
 LOGIN_URL = "ws_gateway_login"

@@ -180,7 +180,7 @@ async function openSession(key, { lazy = false } = {}) {
     return;
   }
   S.opening = null;
-  if (!lazy && S.parentKey && key !== S.parentKey) S.parentKey = null;
+  if (!lazy) S.parentKey = null;
   await adopt(res);
   settings.loadModels(true);
   $("input").focus();
@@ -449,7 +449,11 @@ function startForeignTurn() {
   const gen = S.gen;
   sessionCall("session.history", {})
     .then((history) => {
-      if (S.gen === gen) conversation.reset(history.messages || []);
+      // Up to the prompt that started this turn: its own rows arrive as its events.
+      const rows = history.messages || [];
+      let last = rows.length - 1;
+      while (last >= 0 && rows[last].role !== "user") last -= 1;
+      if (S.gen === gen) conversation.reset(rows.slice(0, last + 1));
     })
     .catch(() => {})
     .finally(() => {

@@ -103,7 +103,7 @@ function codeBlock(text, lang) {
 // Inline spans, by the earliest match; whatever is not markup is a text node.
 const INLINE = [
   { re: /`([^`]+)`/, make: (m) => el("code", m[1], false) },
-  { re: /\*\*(.+?)\*\*|__(.+?)__/, make: (m) => el("strong", m[1] ?? m[2]) },
+  { re: /\*\*(.+?)\*\*|(?<![\w])__(.+?)__(?![\w])/, make: (m) => el("strong", m[1] ?? m[2]) },
   { re: /~~(.+?)~~/, make: (m) => el("del", m[1]) },
   { re: /\*([^*\s][^*]*?)\*|(?<![\w])_([^_\s][^_]*?)_(?![\w])/, make: (m) => el("em", m[1] ?? m[2]) },
   { re: /\[([^\]]+)\]\(([^)\s]+)\)/, make: link },
