@@ -233,7 +233,8 @@ def test_approve_from_the_page(pages, console_gateway, screenshots):
     expect(card.locator(".request-command")).to_have_text("rm -rf no-such-dir-console-test")
     choices = card.locator("button[data-choice]")
     expect(choices).to_have_count(4)
-    assert [choices.nth(i).get_attribute("data-choice") for i in range(4)] == ["once", "session", "always", "deny"]
+    names = [choices.nth(i).get_attribute("data-choice") for i in range(4)]
+    assert names == ["once", "session", "always", "deny"]
     expect(page.locator("#conv-status")).to_have_text("waiting")
     page.screenshot(path=screenshots / "approval.png")
     card.locator("button[data-choice=once]").click()
