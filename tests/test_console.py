@@ -6,17 +6,20 @@ or, by default, ``screenshots/`` under the run's pytest temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT, Gateway
+from tests.services import ROOT, Gateway, free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -38,6 +41,66 @@ expect.set_options(timeout=WAIT_MS)
 
 def tokens(n: int) -> str:
     return " ".join(f"t{i}" for i in range(1, n + 1))
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a gateway whose connections the test can cut.
+
+    ``cut()`` drops every open connection at once (a network drop: no close frame);
+    while ``down`` new connections are closed as soon as they are accepted.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.down = False
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self.down:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            self._drop(sock)
+
+    def close(self) -> None:
+        self._server.close()
+        self.cut()
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +155,7 @@ def pages(browser) -> Iterator[Pages]:
     assert opened.errors == []
 
 
-def open_console(pages: Pages, gateway: Gateway, path: str = "/", **size):
+def open_console(pages: Pages, gateway: Gateway | TcpProxy, path: str = "/", **size):
     page = pages.new(gateway.http + path, **size)
     expect(page.locator("#conn")).to_have_attribute("data-state", "open")
     return page
@@ -136,6 +199,14 @@ def test_create_stream_and_sidebar(pages, console_gateway, screenshots):
     expect(row.locator(".session-title")).to_have_text("Streaming demo")
     expect(row.locator(".status-word")).to_have_text("idle")
     page.screenshot(path=screenshots / "stream.png")
+
+    # Another session, then back to the first one from the sidebar.
+    first = page.url.split("#s=")[1]
+    new_session(page)
+    expect(page.locator(".msg")).to_have_count(0)
+    page.locator(f'#session-list li[data-key="{first}"] .session-open').click()
+    expect(page.locator("#conv-title")).to_have_text("Streaming demo")
+    assert reply_text(page) == tokens(200)
 
     # Search by title, rename, then delete with confirmation.
     page.fill("#search", "no such title at all")
@@ -380,6 +451,39 @@ def test_reload_mid_stream_shows_the_exact_text(pages, console_gateway):
     assert reply_text(page) == "Answer: yes"
 
 
+def test_network_drop_mid_stream_replays_by_seq(pages, console_gateway, screenshots):
+    proxy = TcpProxy(console_gateway.port)
+    try:
+        page = open_console(pages, proxy)
+        new_session(page)
+        send(page, "!stream 150 20")
+        expect(page.locator(".msg.assistant .text")).to_contain_text("t10 ")
+        proxy.down = True
+        proxy.cut()
+        expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+        proxy.down = False
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+        assert reply_text(page) == tokens(150)
+        assert page.locator(".msg.assistant").count() == 1
+        assert page.locator(".msg.user").count() == 1
+    finally:
+        proxy.close()
+
+
+def test_busy_input_queue(pages, console_gateway):
+    page = open_console(pages, console_gateway)
+    new_session(page)
+    page.select_option("#busy-mode", "queue")
+    send(page, "!stream 100 20")
+    expect(page.locator("#conv-status")).to_have_text("working")
+    send(page, "after the stream")
+    expect(page.locator("#notice")).to_contain_text("Queued")
+    expect(page.locator(".msg.assistant")).to_have_count(2)
+    assert reply_text(page, 0) == tokens(100)
+    assert reply_text(page, 1) == "You said: after the stream"
+    expect(page.locator(".msg.user").last).to_contain_text("after the stream")
+
+
 def test_server_restart_mid_session(pages, gateways, screenshots):
     gateway = gateways.new("memory")
     page = open_console(pages, gateway)
@@ -411,6 +515,10 @@ def test_slash_completion_help_and_skin(pages, console_gateway):
     expect(page.locator("#input")).to_have_value(re.compile(r"^/help"))
     page.press("#input", "Enter")
     expect(page.locator(".msg.system.output")).to_contain_text("/status")
+
+    models = page.locator("#model-select")
+    expect(models).to_be_enabled()
+    expect(models).to_have_value("demo")
 
     accent = "getComputedStyle(document.documentElement).getPropertyValue('--accent').trim().toLowerCase()"
     html = page.locator("html")
