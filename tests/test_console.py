@@ -139,6 +139,11 @@ class Pages:
         self.contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        # The page must live within its own Content-Security-Policy.
+        page.on(
+            "console",
+            lambda msg: "Content Security Policy" in msg.text and self.errors.append(msg.text),
+        )
         page.goto(url)
         return page
 
@@ -515,6 +520,22 @@ def test_slash_completion_help_and_skin(pages, console_gateway):
     expect(page.locator("#input")).to_have_value(re.compile(r"^/help"))
     page.press("#input", "Enter")
     expect(page.locator(".msg.system.output")).to_contain_text("/status")
+
+    # A command that is not plain (4018 from slash.exec) goes through command.dispatch.
+    send(page, "/queue from a command")
+    assert reply_text(page) == "You said: from a command"
+
+    # Shift+Enter is a new line; a reasoning part is folded.
+    page.fill("#input", "!think pondering")
+    page.press("#input", "Shift+Enter")
+    page.type("#input", "two lines")
+    expect(page.locator("#input")).to_have_value("!think pondering\ntwo lines")
+    page.press("#input", "Enter")
+    expect(page.locator(".msg.assistant")).to_have_count(2)
+    assert reply_text(page) == "You said: two lines"
+    reasoning = page.locator(".msg.assistant").last.locator("details.reasoning")
+    expect(reasoning).not_to_have_attribute("open", "")
+    expect(reasoning.locator(".reasoning-text")).to_have_text("pondering")
 
     models = page.locator("#model-select")
     expect(models).to_be_enabled()

@@ -173,9 +173,13 @@ async function openSession(key, { lazy = false } = {}) {
     S.opening = null;
     if (err.code === 4007) notice("That session no longer exists.");
     else notice(`Could not open the session: ${err.message}`);
-    if (S.key === key) {
+    if (S.key === key || !S.sid) {
       S.sid = null;
       S.key = null;
+      S.info = {};
+      history.replaceState(null, "", location.pathname);
+      conversation.reset([], welcomeText());
+      showTitle();
     }
     return;
   }
@@ -216,7 +220,7 @@ async function adopt(res) {
     }
     for (const e of events) if (e.type === "subagent.start" || e.type === "subagent.complete" || e.type === "subagent.progress") work.subagent(e.type, e.payload);
     S.lastSeq = since.latest_seq || 0;
-    requests.sync(since.open_requests || res.open_requests);
+    requests.sync(since.open_requests || []);
   } else {
     if (res.running && res.inflight) conversation.beginTurn(res.inflight.assistant || "");
     requests.sync(res.open_requests);
