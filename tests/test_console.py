@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright_api
+from playwright.sync_api import expect
 
 from tests.services import ROOT, Gateway, free_port
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
@@ -564,6 +563,12 @@ def test_phone_width_layout(pages, console_gateway, screenshots):
     reply(page)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=screenshots / "phone.png")
+    send(page, "!todo Read on a phone")
+    page.click("#toggle-work")
+    expect(page.locator("#todo-list .todo .content")).to_be_in_viewport()
+    expect(page.locator("#todo-list .todo .content")).to_have_text("Read on a phone")
+    page.keyboard.press("Escape")
+    expect(page.locator("#work")).not_to_be_in_viewport()
 
 
 def test_login_required(pages, gateways):

@@ -657,6 +657,11 @@ function toggleDrawer(cls, button) {
   button.setAttribute("aria-expanded", String(open));
 }
 
+// The drawers open below the top bar, whose height changes when it wraps on narrow screens.
+new ResizeObserver(([entry]) => {
+  document.documentElement.style.setProperty("--topbar-h", `${Math.ceil(entry.target.getBoundingClientRect().height)}px`);
+}).observe(document.querySelector(".topbar"));
+
 $("new-session").addEventListener("click", () => newSession());
 $("stop").addEventListener("click", () => stop());
 $("undo").addEventListener("click", () => undo());

@@ -125,6 +125,7 @@ export class Conversation {
     const shell = this.assistantShell();
     shell.el.dataset.status = "streaming";
     shell.el.classList.add("streaming");
+    shell.el.setAttribute("aria-busy", "true"); // screen readers read it once it is complete
     this.turn = { ...shell, source: initialText, reasoningSource: "", tools: new Map(), timer: null };
     this.renderText();
     this.add(shell.el);
@@ -210,6 +211,7 @@ export class Conversation {
     const status = p.status || "complete";
     turn.el.dataset.status = status;
     turn.el.classList.remove("streaming");
+    turn.el.removeAttribute("aria-busy");
     const usage = p.usage || {};
     const bits = [];
     if (status !== "complete") bits.push(status);
