@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the console's static files (and the admin's) from daphne itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -182,6 +185,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Serve straight from the apps' static folders, so the README's run command needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+# Without collectstatic there is no STATIC_ROOT yet; the finders serve everything then.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+
+# The console's login (ws_gateway.urls); after it, and after logout, back to the console.
+LOGIN_URL = "ws_gateway_login"
+LOGIN_REDIRECT_URL = "ws_gateway_console"
+LOGOUT_REDIRECT_URL = "ws_gateway_console"
 
 LOGGING = {
     "version": 1,
