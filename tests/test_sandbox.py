@@ -1,7 +1,8 @@
 """The sandbox terminal backend with the real bubblewrap: what a command can and cannot reach.
 
-These tests need ``bwrap`` (Debian package ``bubblewrap``; ``.ci/run`` installs it). Without it
-they fail, saying so: the sandbox is a security boundary and must not go untested silently.
+These tests need ``bwrap`` (Debian package ``bubblewrap``), so they are a tier of their own
+(marker ``sandbox``: ``pytest -m sandbox``), which ``.ci/run`` runs after installing it. Without
+bwrap they fail, saying so: the sandbox is a security boundary and must not go untested silently.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from tests.helpers import Session, eventually, sleeping
 from ws_gateway.checks import terminal_backend_check
 from ws_gateway.terminal import run
 from ws_gateway.terminal.backends import SandboxBackend, sandbox_options
+
+
+pytestmark = pytest.mark.sandbox
 
 
 @pytest.fixture(autouse=True)
