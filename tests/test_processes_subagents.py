@@ -140,8 +140,9 @@ async def test_watch_window_mirrors_a_running_child_and_refuses_prompts(gateway)
         assert complete["payload"]["text"] == " ".join(f"t{i}" for i in range(1, 201))
         assert watcher.find_events("message.delta", child)
         await s.completes(1, after=mark)
-        await watcher.call("prompt.submit", {"session_id": child, "text": "now me"})
+        # Counted before the submit: the reply may arrive before the submit's own answer.
         after = len(watcher.find_events("message.complete", child))
+        await watcher.call("prompt.submit", {"session_id": child, "text": "now me"})
         await watcher.wait_for(lambda: len(watcher.find_events("message.complete", child)) > after)
         assert watcher.find_events("message.complete", child)[-1]["payload"]["text"] == "You said: now me"
 
