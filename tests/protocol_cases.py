@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ws_gateway.rpc.errors import (  # noqa: F401  (re-exported for the protocol tests)
+from ws_gateway.errors import (  # noqa: F401  (re-exported for the protocol tests)
     HANDLER_ERROR,
     INTERNAL_ERROR,
     INVALID_PARAMS,

@@ -34,9 +34,9 @@ from tests.protocol_cases import (
     req,
 )
 from ws_gateway import __version__, skins
-from ws_gateway.consumer import GatewayConsumer
-from ws_gateway.outbox import outbox
+from ws_gateway.events.outbox import outbox
 from ws_gateway.rpc import dispatch
+from ws_gateway.transport.consumer import GatewayConsumer
 
 TIMEOUT = 5
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from tests.protocol_cases import check_ready
 from tests.services import wait_port
-from ws_gateway.cluster import Cluster
+from ws_gateway.backplane.redis import Cluster
 from ws_gateway.management.commands.gateway_workers import STABLE_S, next_backoff
 from ws_gateway.testing import GatewayClient
 

@@ -9,12 +9,12 @@ import pytest
 from django.test import override_settings
 
 from ws_gateway import framing
+from ws_gateway.backplane.eventlog import LoggedEvent
 from ws_gateway.conf import gateway_settings
+from ws_gateway.errors import RpcError
 from ws_gateway.rpc.call import Params
 from ws_gateway.rpc.dispatch import parse
-from ws_gateway.rpc.errors import RpcError
 from ws_gateway.sessions import paging
-from ws_gateway.sessions.eventlog import LoggedEvent
 
 TEXTS = {
     "ascii": "word " * 50_000,

@@ -11,7 +11,8 @@ class WsGatewayConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing registers the built-in RPC methods, the system checks and the cluster's router.
-        from . import checks, forwarding, methods  # noqa: F401
+        from . import checks, methods  # noqa: F401
+        from .cluster import forwarding  # noqa: F401
         from .writes import tune_connection
 
         connection_created.connect(tune_connection, dispatch_uid="ws_gateway.writes.tune_connection")

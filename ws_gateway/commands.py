@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import BAD_VALUE, SESSION_ID_REQUIRED, RpcError
 from .rpc.call import Call
-from .rpc.errors import BAD_VALUE, SESSION_ID_REQUIRED, RpcError
 from .sessions.live import LiveSession
 
 

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from . import workers
-from .cluster import cluster
+from .backplane.redis import cluster
 from .conf import gateway_settings
-from .outbox import outbox
+from .events.outbox import outbox
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ async def drain_and_exit() -> None:
     draining = True
     started = time.monotonic()
     log.info("draining: window %.1fs", gateway_settings.DRAIN_S)
-    from .connection import connections
     from .sessions import service
+    from .transport.connection import connections
 
     for conn in list(connections.values()):
         conn.push_event("gateway.draining", {"reconnect": True, "drain_s": gateway_settings.DRAIN_S})

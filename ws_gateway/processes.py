@@ -22,7 +22,7 @@ from typing import Any
 
 from . import ids, terminal
 from .conf import gateway_settings
-from .outbox import emit
+from .events.outbox import emit
 from .sessions.live import LiveSession
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .conf import gateway_settings
-from .consumer import GatewayConsumer
+from .transport.consumer import GatewayConsumer
 
 websocket_urlpatterns = [
     path(gateway_settings.PATH.strip("/"), GatewayConsumer.as_asgi()),

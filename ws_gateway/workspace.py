@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .rpc.errors import BAD_VALUE, RpcError
+from .errors import BAD_VALUE, RpcError
 
 
 def inside(cwd: str, path: str) -> Path:

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from ws_gateway.outbox import emit
+from ws_gateway.events.outbox import emit
 from ws_gateway.rpc import RpcError, method
 from ws_gateway.sessions import service
 

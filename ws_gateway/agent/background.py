@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from .. import ids
-from ..outbox import emit
+from ..events.outbox import emit
 from ..sessions import service
 from ..sessions.live import LiveSession
 from . import turns

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from ..rpc.errors import BUSY, RpcError
+from ..errors import BUSY, RpcError
 from ..sessions import service
 from ..sessions.live import LiveSession
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import ids
-from ..outbox import emit
-from ..rpc.errors import RpcError
+from ..errors import RpcError
+from ..events.outbox import emit
 from ..sessions.live import LiveSession
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import ids
 from ..conf import gateway_settings
-from ..outbox import emit
+from ..events.outbox import emit
 from ..sessions.live import LiveSession
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ids
-from ..outbox import emit
+from ..events.outbox import emit
 from ..sessions import service, store
 from ..sessions.live import LiveSession
 from .context import TurnContext

@@ -17,8 +17,7 @@ from django import db
 
 from .. import framing
 from ..conf import gateway_settings
-from ..outbox import emit
-from ..rpc.errors import (
+from ..errors import (
     AGENT_BUILD_FAILED,
     BAD_VALUE,
     BUSY,
@@ -28,6 +27,7 @@ from ..rpc.errors import (
     REWIND_ORDINAL_MISMATCH,
     RpcError,
 )
+from ..events.outbox import emit
 from ..sessions import service
 from ..sessions.live import LiveSession
 from .context import TurnContext, TurnFailed

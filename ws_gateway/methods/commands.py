@@ -6,9 +6,9 @@ from typing import Any
 
 from .. import builtin_commands  # noqa: F401  (registers the built-ins)
 from ..commands import CommandContext, catalog, commands, complete, split
+from ..errors import EMPTY_COMMAND, NOT_PLAIN_SLASH
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import EMPTY_COMMAND, NOT_PLAIN_SLASH
 from ..sessions import service
 from ..sessions.live import LiveSession
 

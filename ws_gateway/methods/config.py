@@ -21,10 +21,10 @@ from .. import preferences, skins
 from ..agent.model_choice import set_model
 from ..agent.turns import BUSY_MODES
 from ..conf import gateway_settings
-from ..outbox import broadcast, emit
+from ..errors import BAD_VALUE, SESSION_ID_REQUIRED
+from ..events.outbox import broadcast, emit
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE, SESSION_ID_REQUIRED
 from ..sessions import service
 from ..sessions.live import LiveSession
 from ..sessions.registry import registry

@@ -7,13 +7,13 @@ from typing import Any
 
 from ..agent import approvals
 from ..agent.pending import answer_from_reply, pending
-from ..cluster import CLIENT_REPLY, cluster
-from ..connection import Connection
+from ..backplane.redis import CLIENT_REPLY, cluster
+from ..errors import BAD_VALUE, BUSY, invalid_params
 from ..rpc import RpcError, dispatch, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE, BUSY, invalid_params
 from ..sessions import service
 from ..sessions.registry import registry as sessions
+from ..transport.connection import Connection
 
 
 @method("approval.respond")

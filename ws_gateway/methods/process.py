@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import NO_SUCH_PROCESS, PROCESS_ID_REQUIRED
 from ..processes import processes
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import NO_SUCH_PROCESS, PROCESS_ID_REQUIRED
 from ..sessions import service
 from ..sessions.registry import registry
 

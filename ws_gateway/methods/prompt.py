@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..agent import background, turns
+from ..errors import PROCESS_ID_REQUIRED
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import PROCESS_ID_REQUIRED
 from ..sessions import service
 
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from .. import framing
 from ..agent import compression
+from ..backplane.eventlog import Replay
+from ..backplane.redis import cluster
 from ..builtin_commands import status_text
-from ..cluster import cluster
-from ..outbox import emit, outbox
+from ..errors import BAD_VALUE, SESSION_NOT_FOUND
+from ..events.outbox import emit, outbox
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE, SESSION_NOT_FOUND
 from ..sessions import branching, export, paging, service, store
-from ..sessions.eventlog import Replay
 from ..sessions.registry import registry
 
 DEFAULT_SOURCE = "tui"

@@ -16,9 +16,9 @@ from typing import Any
 from .. import terminal
 from ..agent import approvals
 from ..conf import gateway_settings
+from ..errors import BAD_VALUE, EMPTY_COMMAND, SESSION_ID_REQUIRED
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE, EMPTY_COMMAND, SESSION_ID_REQUIRED
 from .workspace import caller_session
 
 _never = threading.Event()  # shell.exec has nobody to interrupt it: it ends by itself or times out

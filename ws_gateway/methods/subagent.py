@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from ..agent import subagents
+from ..errors import BAD_VALUE, invalid_params
 from ..models import SpawnTree
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE, invalid_params
 from ..sessions import service, store
 from ..sessions.registry import registry
 from ..writes import write_unit

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..agent import tools
+from ..errors import BAD_VALUE
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE
 from .config import set_session_option
 from .workspace import caller_session
 

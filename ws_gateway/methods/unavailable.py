@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import HANDLER_ERROR
 from ..rpc import RpcError, method
 from ..rpc.call import Call, Params
-from ..rpc.errors import HANDLER_ERROR
 from ..sessions import service
 
 

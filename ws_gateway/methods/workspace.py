@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import workspace
+from ..errors import BAD_VALUE, EMPTY_COMMAND, invalid_params
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..rpc.errors import BAD_VALUE, EMPTY_COMMAND, invalid_params
 from ..sessions import service
 from ..sessions.live import LiveSession
 from ..sessions.registry import registry

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import SESSION_ID_REQUIRED, RpcError, invalid_params
+from ..errors import SESSION_ID_REQUIRED, RpcError, invalid_params
 
 if TYPE_CHECKING:
-    from ..connection import Connection
+    from ..transport.connection import Connection
 
 _MISSING = object()
 

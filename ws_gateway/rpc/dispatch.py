@@ -22,16 +22,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import framing, workers
+from .. import errors, framing, workers
 from ..conf import gateway_settings
-from ..outbox import encode
-from . import errors
+from ..errors import RpcError
+from ..events.outbox import encode
 from .call import Call, Params
-from .errors import RpcError
 from .registry import MethodSpec, registry
 
 if TYPE_CHECKING:
-    from ..connection import Connection
+    from ..transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

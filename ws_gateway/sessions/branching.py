@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import RpcError
 from ..rpc.call import Call
-from ..rpc.errors import RpcError
 from . import service, store
 from .live import LiveSession
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import workspace
-from ..rpc.errors import BAD_VALUE, RpcError
+from ..errors import BAD_VALUE, RpcError
 from .live import LiveSession
 
 

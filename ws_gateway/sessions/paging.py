@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import framing
+from ..backplane.eventlog import LoggedEvent
+from ..errors import invalid_params
 from ..rpc.call import Params
-from ..rpc.errors import invalid_params
-from .eventlog import LoggedEvent
 
 # Row fields that may be long text, shortened in pages and read with session.message.
 TEXT_FIELDS = ("text", "reasoning", "context")

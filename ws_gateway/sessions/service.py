@@ -16,10 +16,7 @@ from typing import Any
 from .. import framing, ids, workers
 from ..agent.base import load_backend
 from ..conf import gateway_settings
-from ..models import StoredSession
-from ..outbox import outbox
-from ..rpc.call import Call
-from ..rpc.errors import (
+from ..errors import (
     AGENT_BUILD_FAILED,
     AGENT_FAILURE,
     BAD_VALUE,
@@ -29,6 +26,9 @@ from ..rpc.errors import (
     TRANSCRIPT_TOO_LARGE,
     RpcError,
 )
+from ..events.outbox import outbox
+from ..models import StoredSession
+from ..rpc.call import Call
 from . import paging, store
 from .live import BUILDING, RUNNING, LiveSession
 from .registry import registry
@@ -172,7 +172,7 @@ def open_requests(live: LiveSession) -> dict[str, Any]:
 
 
 def validate_messages(raw: list[Any] | None) -> list[dict[str, Any]]:
-    from ..rpc.errors import invalid_params
+    from ..errors import invalid_params
 
     out: list[dict[str, Any]] = []
     for item in raw or []:
@@ -290,7 +290,7 @@ def remember_config(live: LiveSession) -> None:
 
 def _cluster_call(name: str, *args: Any, **kwargs: Any) -> Any:
     """Run a cluster operation from this worker thread; a Redis fault is logged, not raised."""
-    from ..cluster import cluster
+    from ..backplane.redis import cluster
 
     if not cluster.active:
         return None
@@ -303,8 +303,8 @@ def _cluster_call(name: str, *args: Any, **kwargs: Any) -> Any:
 
 def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
     """Resume through the owner when the stored session is live in another process."""
-    from ..cluster import cluster
-    from ..forwarding import OwnerSilent, remote_blocking
+    from ..backplane.redis import cluster
+    from ..cluster.forwarding import OwnerSilent, remote_blocking
 
     if not cluster.active or call.forwarded:
         return None
@@ -329,7 +329,7 @@ def _live_elsewhere(call: Call, key: str) -> dict[str, Any] | None:
 def adopt(session_id: str, meta: dict[str, str]) -> LiveSession | None:
     """Take over a session whose owner died (or drained): transcript from the database,
     numbering and the end of a lost turn from the durable log. None if it cannot be adopted."""
-    from ..cluster import cluster
+    from ..backplane.redis import cluster
 
     key = meta.get("key", "")
     owner_id = int(meta["owner_id"]) if meta.get("owner_id") else None
@@ -663,7 +663,7 @@ def hand_over_all(window: float) -> list[tuple[str, str]]:
     Returns (runtime id, key) of the sessions handed over: their leases are released by the
     caller once their last events are out, so another process adopts them on the next call.
     Without a cluster they are simply ended (``end_reason="drain"``)."""
-    from ..cluster import cluster
+    from ..backplane.redis import cluster
 
     deadline = time.monotonic() + window
     sessions = registry.all()

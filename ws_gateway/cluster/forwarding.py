@@ -15,16 +15,16 @@ import logging
 from concurrent.futures import Executor
 from typing import Any
 
-from . import workers
-from .cluster import DETACH, Owner, OwnerGone, RemoteConnection, cluster
-from .conf import gateway_settings
-from .ids import STORED_ID_RE
-from .rpc import dispatch
-from .rpc.call import Call, Params
-from .rpc.errors import AGENT_FAILURE, RpcError
-from .rpc.registry import MethodSpec, registry
-from .sessions import service
-from .sessions.registry import registry as sessions
+from .. import workers
+from ..backplane.redis import DETACH, Owner, OwnerGone, RemoteConnection, cluster
+from ..conf import gateway_settings
+from ..errors import AGENT_FAILURE, RpcError
+from ..ids import STORED_ID_RE
+from ..rpc import dispatch
+from ..rpc.call import Call, Params
+from ..rpc.registry import MethodSpec, registry
+from ..sessions import service
+from ..sessions.registry import registry as sessions
 
 log = logging.getLogger(__name__)
 

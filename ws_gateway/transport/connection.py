@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .backpressure import TransportView
-from .cluster import cluster
-from .conf import gateway_settings
-from .framing import utf8_len
-from .outbox import event_frame, outbox
-from .sessions.eventlog import LoggedEvent
+from ..backplane.eventlog import LoggedEvent
+from ..backplane.redis import cluster
+from ..conf import gateway_settings
+from ..events.outbox import event_frame, outbox
+from ..framing import utf8_len
+from .daphne import TransportView
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,16 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import __version__, forwarding, framing, lifecycle, origins, skins, workers
-from .auth import Identity, identify
-from .backpressure import TransportView, server_send, transport_view
-from .cluster import cluster, connection_id
-from .conf import gateway_settings
+from .. import __version__, framing, lifecycle, origins, skins, workers
+from ..auth import Identity, identify
+from ..backplane.redis import cluster, connection_id
+from ..cluster import forwarding
+from ..conf import gateway_settings
+from ..events.outbox import event_frame, outbox
+from ..rpc.dispatch import Dispatcher
+from ..sessions import service
 from .connection import Connection, connections
-from .outbox import event_frame, outbox
-from .rpc.dispatch import Dispatcher
-from .sessions import service
+from .daphne import TransportView, server_send, transport_view
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import framing, ids
-from .conf import gateway_settings
-from .sessions.eventlog import EventLogStore, LoggedEvent
+from .. import framing, ids
+from ..backplane.eventlog import EventLogStore, LoggedEvent
+from ..conf import gateway_settings
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Stream:
             self._publisher.add_done_callback(self.outbox.publishers.discard)
 
     async def _publish(self) -> None:
-        from .cluster import cluster
+        from ..backplane.redis import cluster
 
         layer = self.outbox.layer
         try:
@@ -263,7 +263,7 @@ class Outbox:
 
     @property
     def clustered(self) -> bool:
-        from .cluster import cluster
+        from ..backplane.redis import cluster
 
         return cluster.active
 
@@ -407,7 +407,7 @@ class Outbox:
 
     @staticmethod
     def _origin() -> str | None:
-        from .cluster import cluster
+        from ..backplane.redis import cluster
 
         return cluster.channel
 

@@ -27,10 +27,10 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ids
-from .conf import gateway_settings
-from .outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
-from .sessions.eventlog import LoggedEvent, Replay
+from .. import ids
+from ..conf import gateway_settings
+from ..events.outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
+from .eventlog import LoggedEvent, Replay
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class Cluster:
         return await self.redis.get(f"wsg:k:{key}")
 
     async def _renew_leases(self) -> None:
-        from .sessions.registry import registry
+        from ..sessions.registry import registry
 
         script = self.redis.register_script(
             "if redis.call('get', KEYS[1]) == ARGV[1] then "
@@ -212,9 +212,9 @@ class Cluster:
 
         A worker must be missing at two checks in a row: after a Redis restart every
         heartbeat is gone until each worker's next tick."""
-        from . import workers
-        from .sessions import service
-        from .sessions.registry import registry
+        from .. import workers
+        from ..sessions import service
+        from ..sessions.registry import registry
 
         remote: dict[str, list[tuple[str, str]]] = {}
         for live in registry.all():
@@ -343,7 +343,7 @@ class Cluster:
                 self._spawn(self._serve_notice(message))
 
     async def _serve(self, message: dict[str, Any]) -> None:
-        from .forwarding import run_forwarded
+        from ..cluster.forwarding import run_forwarded
 
         try:
             reply = await run_forwarded(message)
@@ -353,9 +353,9 @@ class Cluster:
         await self.tell(message["reply_to"], {"type": REPLY, "corr": message["corr"], **reply})
 
     async def _serve_notice(self, message: dict[str, Any]) -> None:
-        from . import workers
-        from .methods.interact import on_client_reply
-        from .sessions import service
+        from .. import workers
+        from ..methods.interact import on_client_reply
+        from ..sessions import service
 
         if message["type"] == DETACH:
             await self.loop.run_in_executor(
