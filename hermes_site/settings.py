@@ -29,6 +29,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -155,7 +156,7 @@ else:
         }
     }
 
-WS_GATEWAY = {
+WS_GATEWAY: dict[str, Any] = {
     "AGENT": _env("GATEWAY_AGENT", "demo"),
     "AGENT_OPTIONS": {
         key: value
@@ -172,6 +173,8 @@ WS_GATEWAY = {
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
     "REDIS_OPTIONS": _redis_resilience if _redis_url else {},
+    # SIGTERM drains (a deploy or gateway_workers stopping a worker): this project owns its processes.
+    "DRAIN_ON_SIGTERM": True,
 }
 _overrides = json.loads(_env("GATEWAY_SETTINGS", "{}"))
 # AGENT_OPTIONS merge key by key, so GATEWAY_SETTINGS can add e.g. timeout_s to the OPENAI_* ones.

@@ -317,7 +317,7 @@ async def test_session_settings_follow_a_session_to_its_adopter(clusters, tmp_pa
     ["specific.0c1d2e3f", "specific.8d5e0e75c9974057!9450ac4df8c846da"],  # pubsub, core layer
 )
 def test_connection_ids_name_their_worker(channel):
-    from ws_gateway.backplane.redis import connection_id, worker_of
+    from ws_gateway.backplane import connection_id, worker_of
 
     assert worker_of(connection_id(channel)) == channel
     assert worker_of(connection_id(None)) is None

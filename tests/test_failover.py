@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from tests.protocol_cases import check_ready
 from tests.services import wait_port
-from ws_gateway.backplane.redis import Cluster
+from ws_gateway.backplane.redis import RedisBackplane
 from ws_gateway.management.commands.gateway_workers import STABLE_S, next_backoff
 from ws_gateway.testing import GatewayClient
 
@@ -105,7 +105,7 @@ async def test_a_silent_owner_is_waited_out_until_its_lease_lapses(redis_url):
     """The primitives of failover against a real Redis: a worker without a heartbeat is not
     forwarded to (its lease is waited out), a live one is (whether or not it still holds a lease)."""
 
-    cluster = Cluster()
+    cluster = RedisBackplane()
     cluster.loop = asyncio.get_running_loop()
     cluster.redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     sid, dead, live = (f"{name}-{uuid.uuid4().hex}" for name in ("sid", "dead", "live"))

@@ -5,7 +5,7 @@ from django.contrib import admin
 from .models import StoredSession, TranscriptMessage
 
 
-class TranscriptInline(admin.TabularInline):
+class TranscriptInline(admin.TabularInline):  # type: ignore[type-arg]
     model = TranscriptMessage
     extra = 0
     fields = ("ordinal", "role", "name", "text", "timestamp")
@@ -13,7 +13,7 @@ class TranscriptInline(admin.TabularInline):
 
 
 @admin.register(StoredSession)
-class StoredSessionAdmin(admin.ModelAdmin):
+class StoredSessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("id", "title", "owner", "source", "message_count", "last_active", "end_reason")
     list_filter = ("source", "end_reason")
     search_fields = ("id", "title", "preview")
@@ -22,7 +22,7 @@ class StoredSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(TranscriptMessage)
-class TranscriptMessageAdmin(admin.ModelAdmin):
+class TranscriptMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("session", "ordinal", "role", "name", "timestamp")
     list_filter = ("role",)
     search_fields = ("session__id", "text")

@@ -32,6 +32,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from .conf import gateway_settings
+from .models import AccessToken
 from .origins import is_browser
 from .writes import write_unit
 
@@ -44,8 +45,6 @@ def digest(token: str) -> str:
 
 def issue_token(user: Any, name: str = "") -> str:
     """Create a token for ``user``; the plain token is returned once and not kept."""
-    from .models import AccessToken
-
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     AccessToken.objects.create(user=user, name=name, digest=digest(token))
     return token
@@ -67,10 +66,8 @@ def bearer_token(scope: dict[str, Any]) -> tuple[str, str] | None:
     return (token, QUERY) if token else None
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]  # channels has no types
 def user_for_token(token: str) -> Any:
-    from .models import AccessToken
-
     row = AccessToken.objects.select_related("user").filter(digest=digest(token)).first()
     if row is None or not row.user.is_active:
         return None

@@ -9,7 +9,7 @@ from .agent import tools, turns
 from .agent.model_choice import set_model
 from .commands import CommandContext, Handler, Result, command, commands
 from .conf import gateway_settings
-from .sessions import service
+from .sessions import shapes, transcript
 from .sessions.live import LiveSession
 
 HISTORY_LINES = 20
@@ -37,9 +37,9 @@ def status_text(live: LiveSession) -> str:
         f"Model: {live.model} ({provider})",
         f"Created: {time.strftime(when, time.localtime(live.started_at))}",
         f"Last Activity: {time.strftime(when, time.localtime(live.last_active))}",
-        f"Tokens: {service.usage(live)['total']:,}",
+        f"Tokens: {shapes.usage(live)['total']:,}",
         f"Agent Running: {'Yes' if live.running else 'No'}",
-        f"Status: {service.wire_status(live)}",
+        f"Status: {shapes.wire_status(live)}",
         f"Messages: {len(live.messages)}",
         f"Clients: {len(live.clients)}",
         f"Working Directory: {live.cwd}",
@@ -56,7 +56,7 @@ def status(ctx: CommandContext) -> Result:
 
 @command("/usage", "Show token usage", category="Info")
 def usage(ctx: CommandContext) -> Result:
-    u = service.usage(ctx.require_session())
+    u = shapes.usage(ctx.require_session())
     return Result.exec(
         f"input {u['input']}  output {u['output']}  total {u['total']}  "
         f"calls {u['calls']}  model {u['model']}"
@@ -78,7 +78,7 @@ def title(ctx: CommandContext) -> Result:
     live = ctx.require_session()
     if not ctx.arg:
         return Result.exec(f"title: {live.title or '(none)'}")
-    service.set_title(live, " ".join(ctx.arg.split()))
+    transcript.set_title(live, " ".join(ctx.arg.split()))
     return Result.exec(f"title set: {live.title}")
 
 
@@ -134,7 +134,7 @@ def clear(ctx: CommandContext) -> Result:
     with live.lock:
         if live.running:
             return Result.exec("busy: /stop the running turn first")
-        removed = service.truncate(live, 0)
+        removed = transcript.truncate(live, 0)
     return Result.exec(f"cleared {removed} message(s)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +24,7 @@ def check_sqlite_settings(app_configs: Any = None, **kwargs: Any) -> list[Warnin
     return sqlite_warnings(settings.DATABASES, tuning=gateway_settings.SQLITE_TUNING)
 
 
-def sqlite_warnings(databases: dict[str, dict[str, Any]], *, tuning: bool) -> list[Warning]:
+def sqlite_warnings(databases: Mapping[str, Mapping[str, Any]], *, tuning: bool) -> list[Warning]:
     """W101 (no IMMEDIATE transactions) and W102 (no WAL, and the app does not set it) per SQLite alias."""
     warnings: list[Warning] = []
     for alias, db in databases.items():

@@ -189,7 +189,10 @@ DEFAULTS: dict[str, Any] = {
     "FORWARD_TIMEOUT_S": 30.0,
     # Graceful drain on SIGTERM: seconds running turns get to finish before they are interrupted.
     "DRAIN_S": 20.0,
-    "DRAIN_ON_SIGTERM": True,
+    # Install a SIGTERM handler that drains (above) and then exits the process with os._exit:
+    # opt-in, as it takes over the host's signal handling (on in hermes_site, whose workers
+    # gateway_workers runs).
+    "DRAIN_ON_SIGTERM": False,
     # SQLite (any host project's DATABASES): set WAL and a busy timeout on each new connection.
     # The app's own writes are immediate transactions, retried while the database is locked,
     # for up to SQLITE_BUSY_TIMEOUT_S; either way. Other databases are not touched.

@@ -1,4 +1,5 @@
-"""Error codes of the wire protocol (PROTOCOL.md section 2) and the exception handlers raise."""
+"""Every code of the wire protocol in one table: JSON-RPC error codes (PROTOCOL.md
+section 2), WebSocket close codes, and the exception handlers raise."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ AGENT_FAILURE = 5000
 PROCESS_FAILURE = 5010
 AGENT_BUILD_FAILED = 5032
 DRAINING = 5035
+NOTHING_TO_BRANCH = 4008
+
+# WebSocket close codes (the 4xxx application range; distinct from the JSON-RPC codes above).
+CLOSE_SLOW_CONSUMER = 4008  # the client read too slowly: its unsent bytes passed the cap
+CLOSE_DRAINING = 4012  # the process is draining (reconnect: another process takes over)
+CLOSE_AUTH_FAILED = 4501  # no valid credentials
+CLOSE_FORBIDDEN_ORIGIN = 4503  # Host or Origin refused (CSWSH, DNS rebinding)
+CLOSE_TOO_LARGE = 4509  # a message over the message-size limit
 
 
 class RpcError(Exception):

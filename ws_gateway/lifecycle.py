@@ -16,22 +16,25 @@ import signal
 import time
 from typing import Any
 
+from . import backplane as backplanes
 from . import workers
-from .backplane.redis import cluster
+from .backplane import backplane
 from .conf import gateway_settings
+from .errors import CLOSE_DRAINING
 from .events.outbox import outbox
+from .sessions import reaper
+from .transport.connection import connections
 
 log = logging.getLogger(__name__)
 
-CLOSE_DRAINING = 4012
 
-_started: asyncio.Future | None = None
+_started: asyncio.Future[None] | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 draining = False
 
 
 async def start(layer: Any) -> None:
-    """Bind the outbox to this loop and join the cluster, once per process (per loop in tests)."""
+    """Bind the outbox to this loop and start the backplane, once per process (per loop in tests)."""
     global _started, _loop
     loop = asyncio.get_running_loop()
     if _started is not None and _loop is loop:
@@ -40,12 +43,11 @@ async def start(layer: Any) -> None:
     _loop, _started = loop, loop.create_future()
     try:
         outbox.bind(loop)
-        if cluster.enabled:
-            await cluster.start(loop, layer)
-            outbox.epoch = await cluster.epoch()
-        from .sessions import service
-
-        service.start_sweeper()
+        await backplanes.start(loop, layer)
+        epoch = await backplane.epoch()
+        if epoch is not None:
+            outbox.epoch = epoch
+        reaper.start_sweeper()
         _install_sigterm(loop)
         _started.set_result(None)
     except Exception as exc:
@@ -70,24 +72,19 @@ async def drain_and_exit() -> None:
     draining = True
     started = time.monotonic()
     log.info("draining: window %.1fs", gateway_settings.DRAIN_S)
-    from .sessions import service
-    from .transport.connection import connections
-
     for conn in list(connections.values()):
         conn.push_event("gateway.draining", {"reconnect": True, "drain_s": gateway_settings.DRAIN_S})
     loop = asyncio.get_running_loop()
-    handed = await loop.run_in_executor(workers.background(), service.hand_over_all, gateway_settings.DRAIN_S)
+    handed = await loop.run_in_executor(workers.background(), reaper.hand_over_all, gateway_settings.DRAIN_S)
     await outbox.flushed()
-    if cluster.active:
-        for session_id, key in handed:
-            try:
-                await cluster.release(session_id, key, ended=False)
-            except Exception:
-                log.warning("could not release session=%s", session_id, exc_info=True)
+    for session_id, key in handed:
+        try:
+            await backplane.release(session_id, key, ended=False)
+        except Exception:
+            log.warning("could not release session=%s", session_id, exc_info=True)
     for conn in list(connections.values()):
         await conn.close(CLOSE_DRAINING)
     await asyncio.sleep(0.2)  # let the close frames reach the sockets
     log.info("drained in %.1fs; exiting", time.monotonic() - started)
-    if cluster.active:
-        await cluster.shutdown()
+    await backplane.shutdown()
     os._exit(0)

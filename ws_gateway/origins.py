@@ -37,7 +37,7 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
     """The first value of a handshake header (latin-1, as HTTP headers are), or None."""
     for key, value in scope.get("headers", []):
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 

@@ -36,7 +36,7 @@ class Process:
     session: LiveSession
     command: str
     cwd: str
-    popen: subprocess.Popen
+    popen: subprocess.Popen[bytes]
     started_at: float = field(default_factory=time.time)
     output_limit: int = 0  # bytes; more kills it (the sandbox's output_mb)
     tail: str = ""
@@ -143,3 +143,8 @@ class ProcessRegistry:
 
 
 processes = ProcessRegistry()
+
+
+def stop_session_work(sender: Any, live: LiveSession, **kwargs: Any) -> None:
+    """``session_stopping``: kill the session's background processes."""
+    processes.kill_session(live)

@@ -37,11 +37,11 @@ class GatewayClient:
         self.frames: list[Any] = []  # every frame received, in order
         self.events: list[dict[str, Any]] = []  # params of every event, in order
         self.requests: list[dict[str, Any]] = []  # server-to-client requests, in order
-        self._responses: dict[Any, asyncio.Future] = {}
+        self._responses: dict[Any, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
-        self._reader: asyncio.Task | None = None
-        self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._reader: asyncio.Task[Any] | None = None
+        self.closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> GatewayClient:
@@ -107,9 +107,10 @@ class GatewayClient:
         self, method: str, *, after: int = 0, timeout: float = DEFAULT_TIMEOUT
     ) -> dict[str, Any]:
         """The first server-to-client request of ``method`` past index ``after`` of ``requests``."""
-        return await self.wait_for(
+        request: dict[str, Any] = await self.wait_for(
             lambda: next((r for r in self.requests[after:] if r["method"] == method), None), timeout
         )
+        return request
 
     async def request(
         self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT
@@ -131,7 +132,8 @@ class GatewayClient:
         response = await self.request(method, params, timeout=timeout)
         if "error" in response:
             raise RpcFailure(response["error"])
-        return response["result"]
+        result: dict[str, Any] = response["result"]
+        return result
 
     # -- waiting -------------------------------------------------------
 
@@ -169,7 +171,8 @@ class GatewayClient:
                     return e
             return None
 
-        return await self.wait_for(found, timeout)
+        event: dict[str, Any] = await self.wait_for(found, timeout)
+        return event
 
 
 class _ClientContext:

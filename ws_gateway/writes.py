@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .conf import gateway_settings
 
@@ -42,7 +41,7 @@ _FIRST_BACKOFF_S = 0.01
 _MAX_BACKOFF_S = 0.5
 
 
-def tune_connection(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+def tune_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
     """``connection_created`` receiver: WAL and a busy timeout on each new SQLite connection."""
     if connection.vendor != "sqlite" or not gateway_settings.SQLITE_TUNING:
         return
@@ -70,7 +69,7 @@ def is_locked(exc: BaseException) -> bool:
 @contextmanager
 def immediate(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """``transaction.atomic()``; on SQLite an outermost one begins IMMEDIATE (takes the write lock)."""
-    conn = connections[using]
+    conn: Any = connections[using]  # SQLite's wrapper (transaction_mode)
     if conn.vendor != "sqlite" or conn.in_atomic_block:
         with transaction.atomic(using=using):
             yield

@@ -1,4 +1,4 @@
-"""Methods registered through the public registry, as a host project would."""
+"""Methods registered through the public API (``ws_gateway``), as a host project would."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import threading
 import time
 from typing import Any
 
-from ws_gateway.events.outbox import emit
-from ws_gateway.rpc import RpcError, method
-from ws_gateway.sessions import service
+from ws_gateway import LiveSession, RpcError, emit, method
 
 
-def _stream_from_thread(call: Any, word: Any) -> dict[str, Any]:
+def _stream_from_thread(call: Any, live: LiveSession, word: Any) -> dict[str, Any]:
     """message.start, ``count`` deltas ``word(i)`` (``delay_ms`` apart), message.complete, from a thread."""
     p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    count = p.int("count", 100)
-    delay = (p.int("delay_ms", 0) or 0) / 1000.0
+    count = p.integer("count", 100)
+    delay = (p.integer("delay_ms", 0) or 0) / 1000.0
 
     def run() -> None:
         emit(live.id, "message.start")
@@ -35,32 +32,32 @@ def _stream_from_thread(call: Any, word: Any) -> dict[str, Any]:
     return {"status": "streaming"}
 
 
-@method("test.stream")
-def stream(call: Any) -> dict[str, Any]:
+@method("test.stream", session=True)
+def stream(call: Any, live: LiveSession) -> dict[str, Any]:
     """Emit ``count`` message.delta events (word ``w<i> ``) then message.complete, from a plain thread."""
-    return _stream_from_thread(call, lambda i: f"w{i} ")
+    return _stream_from_thread(call, live, lambda i: f"w{i} ")
 
 
-@method("test.timed_stream")
-def timed_stream(call: Any) -> dict[str, Any]:
+@method("test.timed_stream", session=True)
+def timed_stream(call: Any, live: LiveSession) -> dict[str, Any]:
     """Like ``test.stream``, but every delta carries its emit time: ``"<i>:<time.monotonic_ns()> "``.
 
     The clock is read just before each ``emit``, so a client on the same machine (CLOCK_MONOTONIC
     is shared by its processes) computes emit -> receipt latency for every delta, also when deltas
     arrive merged. ``message.complete.text`` is the joined deltas.
     """
-    return _stream_from_thread(call, lambda i: f"{i}:{time.monotonic_ns()} ")
+    return _stream_from_thread(call, live, lambda i: f"{i}:{time.monotonic_ns()} ")
 
 
 @method("test.sleep", pool=True)
 def sleep(call: Any) -> dict[str, Any]:
-    time.sleep((call.params.int("ms", 1000) or 0) / 1000.0)
+    time.sleep((call.params.integer("ms", 1000) or 0) / 1000.0)
     return {"slept": True}
 
 
 @method("test.inline_sleep")
 def inline_sleep(call: Any) -> dict[str, Any]:
-    time.sleep((call.params.int("ms", 1000) or 0) / 1000.0)
+    time.sleep((call.params.integer("ms", 1000) or 0) / 1000.0)
     return {"slept": True}
 
 
@@ -71,7 +68,7 @@ def echo(call: Any) -> dict[str, Any]:
 
 @method("test.fail")
 def fail(call: Any) -> dict[str, Any]:
-    code = call.params.int("code")
+    code = call.params.integer("code")
     if code is not None:
         raise RpcError(code, "requested failure")
     raise ValueError("boom")
@@ -80,7 +77,7 @@ def fail(call: Any) -> dict[str, Any]:
 @method("test.bad_result")
 def bad_result(call: Any) -> Any:
     """A handler breaking its contract: ``kind`` "unencodable" (not JSON) or "not_an_object" (a list)."""
-    if call.params.str("kind") == "not_an_object":
+    if call.params.string("kind") == "not_an_object":
         return ["not", "an", "object"]
     return {"value": object()}
 
@@ -101,13 +98,12 @@ def tcp_nodelay(call: Any) -> dict[str, Any]:
     return {"nodelay": None}
 
 
-@method("test.flood")
-def flood(call: Any) -> dict[str, Any]:
+@method("test.flood", session=True)
+def flood(call: Any, live: LiveSession) -> dict[str, Any]:
     """Emit ``count`` status.update events of ``size`` characters each (no merging), from a thread."""
     p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    count, size = p.int("count", 100), p.int("size", 65536)
-    delay = (p.int("delay_ms", 0) or 0) / 1000.0
+    count, size = p.integer("count", 100), p.integer("size", 65536)
+    delay = (p.integer("delay_ms", 0) or 0) / 1000.0
 
     def run() -> None:
         for i in range(count):
@@ -122,4 +118,4 @@ def flood(call: Any) -> dict[str, Any]:
 @method("test.big")
 def big(call: Any) -> dict[str, Any]:
     """A result of about ``bytes`` bytes (``data``: that many ``x``)."""
-    return {"data": "x" * (call.params.int("bytes", 0, minimum=0) or 0)}
+    return {"data": "x" * (call.params.integer("bytes", 0, minimum=0) or 0)}

@@ -23,6 +23,7 @@ from functools import lru_cache
 
 from ..conf import gateway_settings
 from ..models import ApprovalRule
+from ..sessions import lifecycle
 from ..sessions.live import LiveSession
 from ..terminal import BackendUnavailable, backend
 from ..writes import write_unit
@@ -107,7 +108,9 @@ def choices() -> list[str]:
 
 def approvals_off(session: LiveSession) -> bool:
     """``approval_mode off`` counts only where the deployment allows it (a stored "off" may predate that)."""
-    return gateway_settings.ALLOW_APPROVAL_OFF and session.config.get("approval_mode", "manual") == "off"
+    return (
+        bool(gateway_settings.ALLOW_APPROVAL_OFF) and session.config.get("approval_mode", "manual") == "off"
+    )
 
 
 def pre_approved(session: LiveSession, key: str) -> bool:
@@ -155,11 +158,9 @@ def request_approval(
     if choice != "deny":
         ctx.approved_commands.add(command)
     if choice == "session":
-        from ..sessions import service
-
         with session.lock:
             session.config.setdefault("approved_patterns", set()).add(key)
-        service.remember_config(session)
+        lifecycle.remember_config(session)
     elif choice == "always":
         _remember_rule(session.owner_id, key, assessment.description[:255])
     return choice != "deny"

@@ -7,7 +7,7 @@ import threading
 
 from .. import ids
 from ..events.outbox import emit
-from ..sessions import service
+from ..sessions import lifecycle, reaper
 from ..sessions.live import LiveSession
 from . import turns
 
@@ -18,7 +18,7 @@ SOURCE = "tool"  # a worker session: hidden from session.list like subagents
 def start(parent: LiveSession, text: str) -> str:
     """Start ``text`` in a new session owned by the same user; returns the task id."""
     task_id = f"bg_{ids.request_id()[:6]}"
-    child = service.spawn(
+    child = lifecycle.spawn(
         owner_id=parent.owner_id,
         cwd=parent.cwd,
         model=parent.model,
@@ -41,4 +41,4 @@ def _announce(parent: LiveSession, child: LiveSession, task_id: str) -> None:
     text = last.get("text", "") if last.get("role") == "assistant" else ""
     emit(parent.id, "background.complete", {"task_id": task_id, "text": text, "session_id": child.key})
     if not child.clients:
-        service.park(child)
+        reaper.park(child)

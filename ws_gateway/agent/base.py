@@ -1,11 +1,14 @@
-"""The backend interface: a backend builds one agent per session."""
+"""The backend interface: a backend builds one agent per session; the agent runs its turns."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ..sessions.live import LiveSession
+from django.utils.module_loading import import_string
+
+from ..conf import gateway_settings
+from ..sessions.live import LiveSession
+from .context import TurnContext
 
 
 class Agent(Protocol):
@@ -15,6 +18,11 @@ class Agent(Protocol):
 
     def tools(self) -> dict[str, list[str]]:
         """Tool names by toolset, for ``session.info``."""
+        ...
+
+    def run_turn(self, ctx: TurnContext) -> None:
+        """Run one turn on the turn's thread: stream through ``ctx`` (``ctx.emit``, ``ctx.delta``,
+        tools, approvals), check ``ctx.interrupted`` often, raise ``TurnFailed`` to fail it."""
         ...
 
 
@@ -34,7 +42,12 @@ BACKENDS = {
 
 def load_backend(spec: str, options: dict[str, Any] | None = None) -> Backend:
     """A backend by short name (``demo``, ``openai``) or dotted class path."""
-    from django.utils.module_loading import import_string
-
     cls = import_string(BACKENDS.get(spec, spec))
-    return cls(**(options or {}))
+    backend: Backend = cls(**(options or {}))
+    return backend
+
+
+def build(live: LiveSession) -> Agent:
+    """A session's agent, from the backend its config names (else ``WS_GATEWAY["AGENT"]``)."""
+    backend = load_backend(live.config.get("backend", gateway_settings.AGENT), gateway_settings.AGENT_OPTIONS)
+    return backend.build(live)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..errors import BUSY, RpcError
-from ..sessions import service
+from ..sessions import shapes, transcript
 from ..sessions.live import LiveSession
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def compress(live: LiveSession, focus: str = "") -> dict[str, Any]:
         return _result(live, "compressed", 0, before, before, before_tokens, before_tokens, summary)
     text = f"{SUMMARY_PREFIX}\n{_summary_text(live, older, focus)}"
     row = {"role": "assistant", "text": text, "context": "compressed", "timestamp": time.time()}
-    after = service.replace_messages(live, [row, *recent])
+    after = transcript.replace_messages(live, [row, *recent])
     after_tokens = estimate_tokens(after)
     summary = {
         "noop": False,
@@ -94,7 +94,7 @@ def _result(
         "before_tokens": before_tokens,
         "after_tokens": after_tokens,
         "summary": summary,
-        "usage": service.usage(live),
-        "info": service.info(live),
+        "usage": shapes.usage(live),
+        "info": shapes.info(live),
         "messages": after,
     }

@@ -10,6 +10,7 @@ from typing import Any
 from .. import ids
 from ..errors import RpcError
 from ..events.outbox import emit
+from ..sessions import shapes, transcript
 from ..sessions.live import LiveSession
 
 
@@ -86,8 +87,6 @@ class TurnContext:
 
     def usage(self, input_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0) -> None:
         """Report token usage; adds to the session's totals and emits ``session.usage``."""
-        from ..sessions import service
-
         live = self.session
         with live.lock:
             for name, value in (
@@ -97,7 +96,7 @@ class TurnContext:
             ):
                 self.usage_delta[name] += value
                 live.usage[name] = live.usage.get(name, 0) + value
-        self.emit("session.usage", {"usage": service.usage(live)})
+        self.emit("session.usage", {"usage": shapes.usage(live)})
 
     def tool_generating(self, name: str) -> None:
         self.emit("tool.generating", {"name": name})
@@ -123,8 +122,6 @@ class TurnContext:
         data: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
     ) -> None:
-        from ..sessions import service
-
         payload: dict[str, Any] = {
             "tool_id": tool_id,
             "name": name,
@@ -139,13 +136,11 @@ class TurnContext:
         row = {"role": "tool", "name": name, "args": args, "text": result, "timestamp": time.time()}
         if context:
             row["context"] = context
-        service.record(self.session, [row])
+        transcript.record(self.session, [row])
 
     def set_title(self, title: str) -> None:
-        from ..sessions import service
-
         try:
-            service.set_title(self.session, title)
+            transcript.set_title(self.session, title)
         except RpcError as exc:  # a title that cannot be stored: the turn says why
             raise TurnFailed(exc.message) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import workers
-from ..sessions import service
+from ..sessions import lifecycle
 from ..sessions.live import LiveSession
 from .base import BACKENDS
 
@@ -23,9 +23,9 @@ def set_model(live: LiveSession, value: str) -> None:
     with live.lock:
         if backend in BACKENDS:
             live.config["backend"] = backend
-            live.model = model or (backend if backend == "demo" else service.default_model())
+            live.model = model or (backend if backend == "demo" else lifecycle.default_model())
         else:
             live.model = value
         live.agent = None
         live.built.clear()
-    workers.submit(service.build_agent, live)
+    workers.submit(lifecycle.build_agent, live)

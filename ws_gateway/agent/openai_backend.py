@@ -244,7 +244,7 @@ class OpenAIAgent:
     def summarize(self, rows: list[dict[str, Any]], focus: str = "") -> str:
         """A summary of ``rows`` written by the model (one non-streamed request)."""
         ask = SUMMARY_REQUEST + (f" Focus on: {focus}." if focus else "")
-        messages = [*history_messages(rows), {"role": "user", "content": ask}]
+        messages: Any = [*history_messages(rows), {"role": "user", "content": ask}]
         try:
             response = self.backend.client().chat.completions.create(model=self.model, messages=messages)
         except Exception as exc:

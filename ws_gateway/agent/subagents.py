@@ -15,8 +15,9 @@ from typing import Any
 
 from .. import ids
 from ..events.outbox import emit
-from ..sessions import service, store
+from ..sessions import lifecycle, reaper, store
 from ..sessions.live import LiveSession
+from . import turns
 from .context import TurnContext
 
 PROGRESS_EVERY_S = 0.5
@@ -84,12 +85,10 @@ class DelegationPaused(Exception):
 
 def delegate(ctx: TurnContext, goal: str, prompt: str) -> Subagent:
     """Run ``prompt`` in a child session and wait for it (interruptible); returns the finished subagent."""
-    from . import turns
-
     parent = ctx.session
     if is_paused(parent.owner_id):
         raise DelegationPaused("delegation is paused (delegation.pause)")
-    child = service.spawn(
+    child = lifecycle.spawn(
         owner_id=parent.owner_id,
         cwd=parent.cwd,
         model=parent.model,
@@ -121,13 +120,11 @@ def delegate(ctx: TurnContext, goal: str, prompt: str) -> Subagent:
     sub.duration_s = time.monotonic() - sub.started
     sub.report("subagent.complete")
     if not child.clients:
-        service.park(child)
+        reaper.park(child)
     return sub
 
 
 def interrupt(parent: LiveSession, subagent_id: str) -> bool:
-    from . import turns
-
     for sub in list(parent.subagents):
         if sub.id == subagent_id:
             turns.interrupt(sub.child)

@@ -22,6 +22,7 @@ from ..terminal import CommandResult
 from . import approvals
 from .context import TurnContext, TurnFailed
 from .pending import pending, timeout_for
+from .subagents import DelegationPaused, delegate
 
 TODO_STATUSES = ("pending", "in_progress", "completed", "cancelled")
 
@@ -293,8 +294,6 @@ register(
 
 
 def _delegate(ctx: TurnContext, args: dict[str, Any]) -> ToolOutput:
-    from .subagents import DelegationPaused, delegate
-
     goal, prompt = args["goal"], args.get("prompt") or args["goal"]
     if not isinstance(goal, str) or not goal.strip() or not isinstance(prompt, str):
         raise ValueError("goal must be a non-empty string")

@@ -28,7 +28,7 @@ from ..errors import (
     RpcError,
 )
 from ..events.outbox import emit
-from ..sessions import service
+from ..sessions import shapes, transcript
 from ..sessions.live import LiveSession
 from .context import TurnContext, TurnFailed
 from .pending import pending
@@ -41,7 +41,7 @@ AUTO_TITLE_CHARS = 60
 
 
 def busy_mode(live: LiveSession) -> str:
-    return live.config.get("busy_input_mode", "interrupt")
+    return str(live.config.get("busy_input_mode", "interrupt"))
 
 
 def submit(
@@ -101,7 +101,7 @@ def rewind(live: LiveSession, ordinal: int, confirm: bool, confirm_empty: bool) 
     keep = user_rows[ordinal]
     if keep == 0 and not confirm_empty:
         raise RpcError(REWIND_EMPTIES, "rewind would empty the transcript (confirm_empty_truncate)")
-    service.truncate(live, keep)
+    transcript.truncate(live, keep)
 
 
 def undo(live: LiveSession) -> int:
@@ -112,7 +112,7 @@ def undo(live: LiveSession) -> int:
         user_rows = [i for i, m in enumerate(live.messages) if m["role"] == "user"]
         if not user_rows:
             return 0
-        return service.truncate(live, user_rows[-1])
+        return transcript.truncate(live, user_rows[-1])
 
 
 def interrupt(live: LiveSession) -> bool:
@@ -120,6 +120,13 @@ def interrupt(live: LiveSession) -> bool:
     with live.lock:
         live.queue.clear()
         return _interrupt_locked(live)
+
+
+def stop_session_work(sender: Any, live: LiveSession, **kwargs: Any) -> None:
+    """``session_stopping``: release its requests, interrupt its turn (a moment to store what it said)."""
+    pending.release(live, "session_closed")
+    if interrupt(live):
+        live.idle.wait(gateway_settings.CLOSE_WAIT_S)
 
 
 def _interrupt_locked(live: LiveSession) -> bool:
@@ -156,7 +163,7 @@ def steer(live: LiveSession, text: str) -> str:
 def start(live: LiveSession, text: str, observer: Any = None) -> None:
     """Store the prompt, then start its turn thread (caller holds ``live.lock``; no turn runs)."""
     history = list(live.messages)
-    service.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
+    transcript.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
     _auto_title(live, text)
     ctx = TurnContext(live, text, history, observer)
     ctx.attachments, live.attachments = live.attachments, []
@@ -216,12 +223,12 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
     if ctx.reasoning_parts:
         row["reasoning"] = "".join(ctx.reasoning_parts)
     try:
-        service.record(live, [row])
+        transcript.record(live, [row])
     except Exception:
         log.exception("could not store the reply session=%s", live.id)
     with live.lock:
         live.usage["calls"] = live.usage.get("calls", 0) + 1
-    payload: dict[str, Any] = {"text": reply, "usage": service.usage(live), "status": status}
+    payload: dict[str, Any] = {"text": reply, "usage": shapes.usage(live), "status": status}
     if error is not None:
         payload["error"] = error
     if ctx.reasoning_parts:
@@ -235,7 +242,7 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
         if next_text is None:
             live.running = False
             live.idle.set()
-    emit(live.id, "session.info", service.info(live))
+    emit(live.id, "session.info", shapes.info(live))
     if next_text is not None:
         with live.lock:
             live.running = False
@@ -253,4 +260,4 @@ def _auto_title(live: LiveSession, prompt: str) -> None:
     text_lines = [line for line in lines if not line.startswith("!")] or lines
     title = " ".join(" ".join(text_lines).split())[:AUTO_TITLE_CHARS]
     if title:
-        service.set_title(live, title)
+        transcript.set_title(live, title)

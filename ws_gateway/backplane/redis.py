@@ -1,4 +1,4 @@
-"""Several processes on one Redis: who owns a live session, forwarding to the owner, durable replay.
+"""The backplane of several processes on one Redis: leases, heartbeats, worker channels, durable log.
 
 A live session is owned by one process: its agent, turn thread, pending
 requests and processes live there. The owner holds a lease in Redis
@@ -13,7 +13,9 @@ wherever it is connected. Every event also goes to a Redis Stream
 and across restarts; ``wsg:epoch`` names the life of those logs.
 
 Everything here runs on the event loop; worker threads reach it with
-:meth:`Cluster.run` (a hop onto the existing loop, never a new loop).
+:meth:`RedisBackplane.run` (a hop onto the existing loop, never a new loop).
+What arrives on the worker channel goes to the :class:`~.base.Receivers` the
+layers above registered.
 """
 
 from __future__ import annotations
@@ -22,82 +24,64 @@ import asyncio
 import itertools
 import json
 import logging
-import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ids
 from ..conf import gateway_settings
-from ..events.outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
+from .base import (
+    BROADCAST_GROUP,
+    BROADCAST_MESSAGE,
+    DETACH,
+    EVENT_MESSAGE,
+    FORWARD,
+    REPLY,
+    LocalBackplane,
+    Message,
+    Owner,
+    OwnerGone,
+    Receivers,
+    session_group,
+    worker_of,
+)
 from .eventlog import LoggedEvent, Replay
 
 log = logging.getLogger(__name__)
 
-FORWARD = "gw.forward"
-REPLY = "gw.reply"
-DETACH = "gw.detach"
-CLIENT_REPLY = "gw.client_reply"
 STREAM_TTL_S = 24 * 3600
-
-
-@dataclass
-class RemoteConnection:
-    """The caller of a forwarded call, as handlers on the owner see it."""
-
-    id: str
-    user_id: int | None
-    peer: str = "remote"
-    is_staff: bool = False
-
-
-@dataclass
-class Owner:
-    channel: str
-    meta: dict[str, str] = field(default_factory=dict)
 
 
 class ClusterUnavailable(Exception):
     """Redis could not be reached for a cluster operation."""
 
 
-class OwnerGone(Exception):
-    """The owner of a session died (heartbeat stopped, lease lapsed) while a forwarded call waited."""
-
-
 def renew_interval() -> float:
     """Seconds between an owner's heartbeat and lease renewals (a third of the lease)."""
-    return gateway_settings.LEASE_S / 3
+    return float(gateway_settings.LEASE_S) / 3
 
 
-class Cluster:
-    """This process's membership in the cluster (inactive without ``REDIS_URL``)."""
+class RedisBackplane(LocalBackplane):
+    """This process's membership in the cluster (started when ``REDIS_URL`` is set)."""
 
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, receivers: Receivers | None = None) -> None:
+        super().__init__(receivers)
         self.layer: Any = None
         self.redis: Any = None
         self.channel: str | None = None
-        self._started: asyncio.Future | None = None
-        self._replies: dict[str, asyncio.Future] = {}
+        self._started: asyncio.Future[None] | None = None
+        self._replies: dict[str, asyncio.Future[Message]] = {}
         self._corr = itertools.count(1)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._missing: dict[str, int] = {}  # workers missing their heartbeat, and for how many checks
 
     @property
-    def enabled(self) -> bool:
-        return bool(gateway_settings.REDIS_URL)
-
-    @property
-    def active(self) -> bool:
+    def shared(self) -> bool:  # type: ignore[override]
         return self.channel is not None
 
     # -- lifecycle -------------------------------------------------------
 
     async def start(self, loop: asyncio.AbstractEventLoop, layer: Any) -> None:
         """Join the cluster once per process (idempotent; concurrent callers wait for the first)."""
-        if not self.enabled:
-            return
         if self._started is not None and self.loop is loop:
             await asyncio.shield(self._started)
             return
@@ -121,21 +105,21 @@ class Cluster:
             raise
         log.info("joined the cluster as %s", self.channel)
 
-    async def epoch(self) -> str:
+    async def epoch(self) -> str | None:
         """The replay epoch shared by every process while Redis keeps the logs."""
         candidate = ids.epoch()
         await self.redis.set("wsg:epoch", candidate, nx=True)
         return await self.redis.get("wsg:epoch") or candidate
 
-    def _spawn(self, coro: Coroutine) -> asyncio.Task:
-        task = self.loop.create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = self._loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def run(self, coro: Coroutine, timeout: float | None = None) -> Any:
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
         """From a worker thread: run ``coro`` on the loop and wait for its result."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop())
         return future.result(timeout if timeout is not None else gateway_settings.FORWARD_TIMEOUT_S)
 
     # -- ownership -------------------------------------------------------
@@ -182,11 +166,10 @@ class Cluster:
         return Owner(channel or "", meta)
 
     async def session_for_key(self, key: str) -> str | None:
-        return await self.redis.get(f"wsg:k:{key}")
+        session_id: str | None = await self.redis.get(f"wsg:k:{key}")
+        return session_id
 
     async def _renew_leases(self) -> None:
-        from ..sessions.registry import registry
-
         script = self.redis.register_script(
             "if redis.call('get', KEYS[1]) == ARGV[1] then "
             "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
@@ -198,7 +181,7 @@ class Cluster:
                 await self._detach_lost_clients()
             except Exception:
                 log.warning("worker heartbeat failed", exc_info=True)
-            for live in registry.all():
+            for live in list(self.receivers.owned()):
                 try:
                     if not await script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms]):
                         await self.claim(live.id, live.key, live.owner_id)
@@ -212,12 +195,8 @@ class Cluster:
 
         A worker must be missing at two checks in a row: after a Redis restart every
         heartbeat is gone until each worker's next tick."""
-        from .. import workers
-        from ..sessions import service
-        from ..sessions.registry import registry
-
         remote: dict[str, list[tuple[str, str]]] = {}
-        for live in registry.all():
+        for live in list(self.receivers.owned()):
             for conn_id in list(live.clients):
                 worker = worker_of(conn_id)
                 if worker not in (None, self.channel):
@@ -228,13 +207,12 @@ class Cluster:
                 missing.add(worker)
         lost = {w: self._missing.get(w, 0) + 1 for w in missing}
         self._missing = lost
-        loop = asyncio.get_running_loop()
         for worker, count in lost.items():
             if count < 2:
                 continue
             log.warning("worker %s is gone: detaching its %d client(s)", worker, len(remote[worker]))
             for session_id, conn_id in remote[worker]:
-                await loop.run_in_executor(workers.background(), service.detach, session_id, conn_id)
+                await self._notice({"type": DETACH, "session_id": session_id, "conn_id": conn_id})
 
     async def watch(self, session_id: str) -> None:
         """Receive a session's events published by other processes (first local subscriber)."""
@@ -254,18 +232,20 @@ class Cluster:
         waiting out ``FORWARD_TIMEOUT_S``. A live owner that released the session while
         serving the call (``session.close``) still heartbeats, so its answer is awaited."""
         corr = f"{self.channel}:{next(self._corr)}"
-        future = self.loop.create_future()
+        loop = self._loop()
+        future: asyncio.Future[Message] = loop.create_future()
         self._replies[corr] = future
-        deadline = self.loop.time() + gateway_settings.FORWARD_TIMEOUT_S
+        deadline = loop.time() + gateway_settings.FORWARD_TIMEOUT_S
         try:
             await self.layer.send(owner, {**message, "type": FORWARD, "corr": corr, "reply_to": self.channel})
             while True:
-                remaining = deadline - self.loop.time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise TimeoutError(f"no answer from {owner}")
                 await asyncio.wait({future}, timeout=min(renew_interval(), remaining))
                 if future.done():
-                    return future.result()
+                    reply: Message = future.result()
+                    return reply
                 if not await self.holds(owner, session_id):
                     log.warning(
                         "worker %s died with a forwarded %s outstanding (session=%s): failing over",
@@ -295,7 +275,8 @@ class Cluster:
         True once the lease no longer names it (the session can be adopted), False if
         its heartbeat came back first (it is alive: forward to it). Waits at most one
         lease plus a renewal interval (the lease cannot outlive that without renewal)."""
-        deadline = self.loop.time() + gateway_settings.LEASE_S + renew_interval()
+        loop = self._loop()
+        deadline = loop.time() + gateway_settings.LEASE_S + renew_interval()
         while True:
             pipe = self.redis.pipeline(transaction=False)
             pipe.exists(f"wsg:w:{worker}")
@@ -306,7 +287,7 @@ class Cluster:
                 return False
             if lease != worker:
                 return True
-            remaining = deadline - self.loop.time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
             # Wake when the lease expires (a little after), or at the next check.
@@ -331,38 +312,53 @@ class Cluster:
                 continue
             kind = message.get("type")
             if kind in (EVENT_MESSAGE, BROADCAST_MESSAGE):
-                if message.get("origin") != self.channel:
-                    outbox.deliver_remote(message)
+                if message.get("origin") != self.channel and self.receivers.events is not None:
+                    self.receivers.events(message)
             elif kind == REPLY:
                 future = self._replies.get(message["corr"])
                 if future is not None and not future.done():
                     future.set_result(message)
             elif kind == FORWARD:
                 self._spawn(self._serve(message))
-            elif kind in (DETACH, CLIENT_REPLY):
-                self._spawn(self._serve_notice(message))
+            elif kind in self.receivers.notices:
+                self._spawn(self._notice(message))
 
-    async def _serve(self, message: dict[str, Any]) -> None:
-        from ..cluster.forwarding import run_forwarded
-
+    async def _serve(self, message: Message) -> None:
+        serve = self.receivers.calls
         try:
-            reply = await run_forwarded(message)
+            if serve is None:
+                raise LookupError("no receiver of forwarded calls")
+            reply = await serve(message)
         except Exception:
             log.exception("forwarded call failed method=%s", message.get("method"))
             reply = {"text": None}
         await self.tell(message["reply_to"], {"type": REPLY, "corr": message["corr"], **reply})
 
-    async def _serve_notice(self, message: dict[str, Any]) -> None:
-        from .. import workers
-        from ..methods.interact import on_client_reply
-        from ..sessions import service
+    async def _notice(self, message: Message) -> None:
+        handler = self.receivers.notices.get(message["type"])
+        if handler is None:
+            return
+        try:
+            await handler(message)
+        except Exception:
+            log.exception("notice %s failed", message["type"])
 
-        if message["type"] == DETACH:
-            await self.loop.run_in_executor(
-                workers.background(), service.detach, message["session_id"], message["conn_id"]
-            )
-        else:
-            on_client_reply(RemoteConnection(message["conn_id"], message.get("user_id")), message["reply"])
+    # -- publishing ------------------------------------------------------
+
+    async def publish(self, session_id: str, batch: list[tuple[Message, LoggedEvent]]) -> None:
+        """Send a batch of a session's events to the processes with clients of it (its group)."""
+        group = session_group(session_id)
+        for message, event in batch:
+            try:
+                await self.layer.group_send(group, message)
+            except Exception:
+                log.warning("publish failed session=%s seq=%s", session_id, event.seq, exc_info=True)
+
+    async def publish_global(self, message: Message) -> None:
+        try:
+            await self.layer.group_send(BROADCAST_GROUP, message)
+        except Exception:
+            log.warning("broadcast failed group=%s", BROADCAST_GROUP, exc_info=True)
 
     # -- durable event log -----------------------------------------------
 
@@ -415,21 +411,5 @@ class Cluster:
             await self.redis.aclose()
 
 
-def connection_id(worker_channel: str | None) -> str:
-    """A connection's id: the worker channel of its process (or "local"), then a uuid."""
-    return f"{worker_channel or 'local'}!{uuid.uuid4().hex}"
-
-
-def worker_of(conn_id: str) -> str | None:
-    """The worker channel a connection id belongs to (None without a cluster).
-
-    Split at the last "!": a channels_redis core channel name holds one too."""
-    worker, sep, _ = conn_id.rpartition("!")
-    return worker if sep and worker != "local" else None
-
-
 def _logged(entry_id: str, fields: dict[str, str]) -> LoggedEvent:
     return LoggedEvent(int(entry_id.split("-")[0]), json.loads(fields["p"]), fields["t"], fields.get("s"))
-
-
-cluster = Cluster()

@@ -1,30 +1,29 @@
-"""Calls for sessions owned by another process: forward them, or adopt a session whose owner died.
+"""Which process serves a call: here, the owner of its session (forwarded), or here after adoption.
 
-The dispatcher asks :func:`route` on the event loop before a call runs on a
-thread: a forwarded call waits for its answer on the loop, so a slow or dead
-owner holds none of the shared pool's threads and other users' calls on this
-process go ahead. A dead owner is recognised by its stopped heartbeat: no call
-is forwarded to it, and one already forwarded fails over once its lease lapses.
-:func:`run_forwarded` serves the other side on the owner.
+Installed at start-up (:func:`install`, from ``AppConfig.ready``): the RPC
+dispatcher asks :func:`route` before it runs a call; the backplane hands this
+module what other processes send (forwarded calls, detach notices, clients'
+replies to server requests of sessions owned here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
 from .. import workers
-from ..backplane.redis import DETACH, Owner, OwnerGone, RemoteConnection, cluster
-from ..conf import gateway_settings
+from ..backplane import CLIENT_REPLY, DETACH, Message, backplane, receivers
+from ..caller import Caller, RemoteCaller, Request
 from ..errors import AGENT_FAILURE, RpcError
 from ..ids import STORED_ID_RE
-from ..rpc import dispatch
-from ..rpc.call import Call, Params
-from ..rpc.registry import MethodSpec, registry
-from ..sessions import service
+from ..sessions import lifecycle, reaper
 from ..sessions.registry import registry as sessions
+from ..signals import connection_closed
+from . import adoption
+from .remote import OwnerSilent, remote
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +31,26 @@ log = logging.getLogger(__name__)
 BY_KEY = frozenset({"session.resume", "session.delete"})
 NEVER_FORWARDED = frozenset({"session.create", "session.list", "session.active_list"})
 
+# On the owner: run a forwarded call for a remote caller (the RPC layer's, installed at start-up).
+ServeForwarded = Callable[[Message], Awaitable[Message]]
+# A client's reply to a server request, as the RPC layer takes it (True: it was handled).
+ClientReply = Callable[[Caller, dict[str, Any]], bool]
 
-async def route(spec: MethodSpec, call: Call, executor: Executor) -> dict[str, Any] | None:
-    """On the loop: the forwarded result of ``call``, or None when it runs here.
+
+async def route(method: str, request: Request, executor: Executor) -> dict[str, Any] | None:
+    """On the loop: the forwarded result of ``request``, or None when it runs here.
 
     Waiting for an owner (its answer, or its lease to lapse) holds no thread;
     only an adoption (database work) runs on ``executor``, the call's own."""
-    if not cluster.active or call.forwarded or spec.name in NEVER_FORWARDED:
+    if not backplane.shared or request.forwarded or method in NEVER_FORWARDED:
         return None
-    target = call.params.raw("session_id")
+    target = request.params.raw("session_id")
     if not isinstance(target, str) or not target:
         return None
-    if spec.name in BY_KEY:
+    if method in BY_KEY:
         if not STORED_ID_RE.match(target) or sessions.by_key(target) is not None:
             return None
-        session_id = await cluster.session_for_key(target)
+        session_id = await backplane.session_for_key(target)
         if session_id is None:
             return None
     else:
@@ -57,93 +61,86 @@ async def route(spec: MethodSpec, call: Call, executor: Executor) -> dict[str, A
     # A dead owner costs at most two rounds (its lease lapses, then adopt); a lost adoption race one more.
     tried_adopting = False
     for _ in range(4):
-        owner = await cluster.locate(session_id)
-        if owner is None or owner.channel == cluster.channel:
+        owner = await backplane.locate(session_id)
+        if owner is None or owner.channel == backplane.channel:
             return None
         if not owner.channel:
             if tried_adopting:
                 return None  # nobody can adopt it (nothing stored yet): the handler answers here
             tried_adopting = True
-            if await loop.run_in_executor(executor, workers.with_db, service.adopt, session_id, owner.meta):
+            if await loop.run_in_executor(executor, workers.with_db, adoption.adopt, session_id, owner.meta):
                 return None
             continue  # somebody else adopted it first: forward to them
-        if not await cluster.alive(owner.channel):
+        if not await backplane.alive(owner.channel):
             # No forward to a process whose heartbeat stopped: adopt once its lease lapses.
             log.info("owner %s of session=%s is silent: waiting for its lease", owner.channel, session_id)
-            await cluster.lapse(owner.channel, session_id)
+            await backplane.lapse(owner.channel, session_id)
             continue
         try:
-            return await remote(call, owner, session_id)
+            result, subscriptions = await remote(request, owner, session_id)
         except OwnerSilent:
             log.warning("owner %s of session=%s did not answer", owner.channel, session_id)
+            continue
+        request.follow(*subscriptions)
+        return result
     raise RpcError(AGENT_FAILURE, "the session's worker is not answering; retry shortly")
 
 
-class OwnerSilent(Exception):
-    """The owner's worker did not answer a forwarded call (it died, or timed out)."""
-
-
-async def remote(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
-    """Run ``call`` on the owner; its subscriptions become this call's."""
-    message = {
-        "method": call.method,
-        "params": call.params.data,
-        "conn_id": call.conn.id,
-        "user_id": call.conn.user_id,
-        "is_staff": call.conn.is_staff,
-    }
-    try:
-        reply = await cluster.forward(owner.channel, session_id, message)
-    except (TimeoutError, OwnerGone):
-        raise OwnerSilent(owner.channel) from None
-    for sid, baseline, server_requests in reply.get("subscriptions", []):
-        call.subscribe(sid, baseline, server_requests)
-    if "error" in reply:
-        error = reply["error"]
-        raise RpcError(error["code"], error["message"], error.get("data"))
-    return reply.get("result") or {}
-
-
-def remote_blocking(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
-    """:func:`remote` from a worker thread (a handler that finds its session live elsewhere)."""
-    timeout = gateway_settings.FORWARD_TIMEOUT_S + gateway_settings.LEASE_S
-    return cluster.run(remote(call, owner, session_id), timeout=timeout)
-
-
-async def run_forwarded(message: dict[str, Any]) -> dict[str, Any]:
-    """On the owner: run a forwarded call for a remote caller."""
-    spec = registry.get(message["method"])
-    if spec is None:
-        return {"error": {"code": -32601, "message": f"unknown method: {message['method']}"}}
-    staff = bool(message.get("is_staff"))
-    conn = RemoteConnection(message["conn_id"], message.get("user_id"), is_staff=staff)
-    call = Call(conn, spec.name, Params(message.get("params") or {}), None, forwarded=True)
-
-    def invoke() -> dict[str, Any]:
-        try:
-            result = workers.with_db(spec.handler, call)
-        except RpcError as exc:
-            return {"error": exc.to_error()}
-        return {"result": result if result is not None else {}}
-
-    loop = asyncio.get_running_loop()
-    reply = await loop.run_in_executor(workers.pool(), invoke)
-    reply["subscriptions"] = [[s.session_id, s.baseline, s.server_requests] for s in call.subscriptions]
-    return reply
-
-
-async def detach_remote(conn_id: str, session_ids: list[str]) -> None:
-    """Tell the owners of sessions this (closing) connection attached elsewhere."""
-    for session_id in session_ids:
-        if sessions.get(session_id) is not None:
+async def detach_remote(sender: Any, conn_id: str, sessions: list[str], **kwargs: Any) -> None:
+    """A closing connection: tell the owners of the sessions it attached in other processes."""
+    if not backplane.shared:
+        return
+    for session_id in sessions:
+        if registry_has(session_id):
             continue
         try:
-            owner = await cluster.locate(session_id)
+            owner = await backplane.locate(session_id)
         except Exception:
             log.warning("could not locate session=%s to detach", session_id, exc_info=True)
             continue
-        if owner is not None and owner.channel and owner.channel != cluster.channel:
-            await cluster.tell(owner.channel, {"type": DETACH, "session_id": session_id, "conn_id": conn_id})
+        if owner is not None and owner.channel and owner.channel != backplane.channel:
+            await backplane.tell(
+                owner.channel, {"type": DETACH, "session_id": session_id, "conn_id": conn_id}
+            )
 
 
-dispatch.route_hook = route
+def registry_has(session_id: str) -> bool:
+    return sessions.get(session_id) is not None
+
+
+def forward_reply(caller: Caller, reply: dict[str, Any]) -> bool:
+    """A reply to a request of a session owned elsewhere: pass it to the owners (on the loop)."""
+    server_requests = getattr(caller, "server_requests", None)
+    if not backplane.shared or server_requests is None:
+        return False
+    remote_sessions = [sid for sid in server_requests if sessions.get(sid) is None]
+    message = {"type": CLIENT_REPLY, "conn_id": caller.id, "user_id": caller.user_id, "reply": reply}
+
+    async def send() -> None:
+        for session_id in remote_sessions:
+            owner = await backplane.locate(session_id)
+            if owner is not None and owner.channel and owner.channel != backplane.channel:
+                await backplane.tell(owner.channel, message)
+
+    asyncio.get_running_loop().create_task(send())
+    return True
+
+
+def install(serve_forwarded: ServeForwarded, client_reply: ClientReply) -> None:
+    """Wire the cluster policy in (once, from ``AppConfig.ready``)."""
+
+    async def detach(message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            workers.background(), reaper.detach, message["session_id"], message["conn_id"]
+        )
+
+    async def replied(message: Message) -> None:
+        client_reply(RemoteCaller(message["conn_id"], message.get("user_id")), message["reply"])
+
+    receivers.calls = serve_forwarded
+    receivers.notices[DETACH] = detach
+    receivers.notices[CLIENT_REPLY] = replied
+    receivers.owned = sessions.all
+    lifecycle.install_elsewhere(adoption.resume_elsewhere)
+    connection_closed.connect(detach_remote, weak=False, dispatch_uid="ws_gateway.cluster.detach_remote")

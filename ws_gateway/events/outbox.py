@@ -30,24 +30,20 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from .. import framing, ids
-from ..backplane.eventlog import EventLogStore, LoggedEvent
+from ..backplane import backplane, receivers
+from ..backplane.base import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, session_group
+from ..backplane.eventlog import EventLogStore, LoggedEvent, Replay
 from ..conf import gateway_settings
 
 log = logging.getLogger(__name__)
 
 DELTA_TYPES = frozenset({"message.delta", "reasoning.delta", "thinking.delta"})
-BROADCAST_GROUP = "ws_gateway.all"
-EVENT_MESSAGE = "gw.event"  # layer message type of a session event
-BROADCAST_MESSAGE = "gw.broadcast"  # layer message type of a global event
+__all__ = ["BROADCAST_GROUP", "EVERYONE", "Outbox", "Stream", "broadcast", "emit", "encode", "outbox"]
 EVERYONE = object()  # audience of a global event that names no session (skin.changed)
 
 
 # (srq id, method, params) of an event that is also a server-to-client request.
 ServerRequest = tuple[str, str, dict[str, Any]]
-
-
-def session_group(session_id: str) -> str:
-    return f"ws_gateway.s.{session_id}"
 
 
 def encode(frame: Any) -> str:
@@ -80,7 +76,7 @@ class Stream:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
         self._publishing: deque[tuple[dict[str, Any], LoggedEvent]] = deque()
-        self._publisher: asyncio.Task | None = None
+        self._publisher: asyncio.Task[Any] | None = None
 
     def push(
         self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
@@ -100,7 +96,7 @@ class Stream:
         self._delta_parts.append(text)
         if self._flush_handle is not None:
             return
-        loop = self.outbox.loop
+        loop = self.outbox.running_loop()
         due = self._last_flush + self.outbox.flush_interval
         if loop.time() >= due:
             self.flush()
@@ -116,7 +112,7 @@ class Stream:
         type_, text = self._delta_type, "".join(self._delta_parts)
         self._delta_type = None
         self._delta_parts = []
-        self._last_flush = self.outbox.loop.time()
+        self._last_flush = self.outbox.running_loop().time()
         for part in self._parts(type_, text):
             self._send(type_, {"text": part})
 
@@ -177,7 +173,7 @@ class Stream:
             "sid": self.session_id,
             "seq": self.seq,
             "text": text,
-            "origin": self.outbox._origin(),
+            "origin": backplane.channel,
         }
         srq_text = None
         if server_request is not None:
@@ -198,38 +194,30 @@ class Stream:
                 srq_text = None
         event = LoggedEvent(self.seq, params, text, srq_text)
         self.log.append(event)
-        if not self.outbox.clustered:
-            self._deliver(event)
+        if not backplane.shared:
+            self._deliver(event)  # one process: at once, on this loop (no task per event)
             return
-        # With a cluster, nobody sees an event before it is in the durable log: a process
-        # that adopts the session after a crash continues numbering from there.
+        # Other processes take part: nobody sees an event before it is in the durable log
+        # (a process that adopts the session after a crash continues numbering from there).
         self._publishing.append((message, event))
         if self._publisher is None:
-            self._publisher = self.outbox.loop.create_task(self._publish())
+            self._publisher = self.outbox.running_loop().create_task(self._publish())
             self.outbox.publishers.add(self._publisher)
             self._publisher.add_done_callback(self.outbox.publishers.discard)
 
     async def _publish(self) -> None:
-        from ..backplane.redis import cluster
-
-        layer = self.outbox.layer
         try:
             while self._publishing:
                 batch = list(self._publishing)
                 self._publishing.clear()
                 try:
-                    await cluster.append(self.session_id, [event for _, event in batch])
+                    await backplane.append(self.session_id, [event for _, event in batch])
                 except Exception:
-                    # Redis is down: keep serving this process's clients; replay covers the rest.
+                    # The durable log is down: keep serving this process's clients; replay covers the rest.
                     log.warning("durable log append failed session=%s", self.session_id, exc_info=True)
-                for message, event in batch:
+                for _, event in batch:
                     self._deliver(event)
-                    try:
-                        await layer.group_send(self.group, message)
-                    except Exception:
-                        log.warning(
-                            "publish failed session=%s seq=%s", self.session_id, event.seq, exc_info=True
-                        )
+                await backplane.publish(self.session_id, batch)
         finally:
             self._publisher = None
 
@@ -253,7 +241,7 @@ class Outbox:
         self._queue: deque[tuple[str, str, Any]] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
-        self.publishers: set[asyncio.Task] = set()
+        self.publishers: set[asyncio.Task[Any]] = set()
         # Connections of this process subscribed to each session (delivered to directly).
         self.local: dict[str, set[Any]] = {}
         # Every connection of this process (global events).
@@ -261,11 +249,10 @@ class Outbox:
         # Ended sessions: late events from their threads are dropped, not renumbered.
         self._ended: dict[str, None] = {}
 
-    @property
-    def clustered(self) -> bool:
-        from ..backplane.redis import cluster
-
-        return cluster.active
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the outbox is bound to (only code that runs on it asks)."""
+        assert self.loop is not None
+        return self.loop
 
     def subscribe(self, session_id: str, conn: Any) -> bool:
         """Deliver a session's events to ``conn``; True when it is the process's first subscriber."""
@@ -392,11 +379,11 @@ class Outbox:
         text = event_frame(params)
         scoped = owner is not EVERYONE
         self._push_global(text, scoped, owner if scoped else None)
-        if self.clustered:
-            message = {"type": BROADCAST_MESSAGE, "text": text, "origin": self._origin(), "scoped": scoped}
+        if backplane.shared:
+            message = {"type": BROADCAST_MESSAGE, "text": text, "origin": backplane.channel, "scoped": scoped}
             if scoped:
                 message["owner"] = owner
-            task = self.loop.create_task(self._group_send(BROADCAST_GROUP, message))
+            task = self.running_loop().create_task(backplane.publish_global(message))
             self.publishers.add(task)
             task.add_done_callback(self.publishers.discard)
 
@@ -404,18 +391,6 @@ class Outbox:
         for conn in list(self.connections):
             if not scoped or conn.user_id == owner:
                 conn.push(text)
-
-    @staticmethod
-    def _origin() -> str | None:
-        from ..backplane.redis import cluster
-
-        return cluster.channel
-
-    async def _group_send(self, group: str, message: dict[str, Any]) -> None:
-        try:
-            await self.layer.group_send(group, message)
-        except Exception:
-            log.warning("broadcast failed group=%s", group, exc_info=True)
 
     async def flushed(self) -> None:
         """Wait until every queued event is numbered and published (drain)."""
@@ -429,7 +404,41 @@ class Outbox:
         log_ = self.logs.get(session_id)
         return log_.latest_seq if log_ is not None else 0
 
+    def replay(self, session_id: str, last_seen: int) -> Replay:
+        """From a worker thread: a session's events after ``last_seen`` (``session.events.since``).
+
+        This process's ring first; when it starts too late (the session was adopted here, or
+        the ring was trimmed) and other processes take part, the durable log goes further back."""
+        log_ = self.logs.get(session_id)
+        replay = log_.since(last_seen) if log_ is not None else Replay([], 0, last_seen > 0)
+        if replay.truncated and backplane.shared:
+            durable: Replay = backplane.run(backplane.replay(session_id, last_seen))
+            if not durable.truncated:
+                replay = durable
+        return replay
+
+    # -- a connection's subscriptions (on the loop) -----------------------
+
+    async def join(self, session_id: str, conn: Any) -> None:
+        """Deliver a session's events to ``conn`` (also those published by other processes)."""
+        if self.subscribe(session_id, conn):
+            await backplane.watch(session_id)
+
+    async def leave(self, session_id: str, conn: Any) -> None:
+        if self.unsubscribe(session_id, conn):
+            await backplane.unwatch(session_id)
+
+    @property
+    def shared(self) -> bool:
+        """Whether a session's events may come from another process (its log may live there)."""
+        return backplane.shared
+
+    async def read_shared_log(self, session_id: str, after: int) -> list[LoggedEvent]:
+        """A session's events after ``after`` from the durable log (owned by another process)."""
+        return await backplane.read_log(session_id, after)
+
 
 outbox = Outbox()
+receivers.events = outbox.deliver_remote  # events and global events published by other processes
 emit = outbox.emit
 broadcast = outbox.broadcast

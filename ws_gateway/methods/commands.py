@@ -9,13 +9,13 @@ from ..commands import CommandContext, catalog, commands, complete, split
 from ..errors import EMPTY_COMMAND, NOT_PLAIN_SLASH
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..sessions import service
+from ..sessions import lifecycle
 from ..sessions.live import LiveSession
 
 
 def _session(call: Call) -> LiveSession | None:
-    session_id = call.params.str("session_id")
-    return service.get_live(session_id, call.conn.user_id) if session_id else None
+    session_id = call.params.string("session_id")
+    return lifecycle.get_live(session_id, call.conn.user_id) if session_id else None
 
 
 @method("commands.catalog")
@@ -25,12 +25,12 @@ def commands_catalog(call: Call) -> dict[str, Any]:
 
 @method("complete.slash", pool=True)
 def complete_slash(call: Call) -> dict[str, Any]:
-    return complete(call.params.str("text", ""))
+    return complete(call.params.string("text", ""))
 
 
 @method("slash.exec", pool=True)
 def slash_exec(call: Call) -> dict[str, Any]:
-    name, arg = split(call.params.str("command", ""))
+    name, arg = split(call.params.string("command", ""))
     if not name:
         raise RpcError(EMPTY_COMMAND, "empty command")
     cmd, _ = commands.resolve(name)
@@ -45,7 +45,7 @@ def slash_exec(call: Call) -> dict[str, Any]:
 @method("command.dispatch")
 def command_dispatch(call: Call) -> dict[str, Any]:
     p = call.params
-    raw = p.str("name", "")
+    raw = p.string("name", "")
     name, inline_arg = split(raw)
     if not name:
         raise RpcError(EMPTY_COMMAND, "empty command")
@@ -54,5 +54,5 @@ def command_dispatch(call: Call) -> dict[str, Any]:
         raise RpcError(NOT_PLAIN_SLASH, f"unknown command: {name}")
     if target is not None and "/" + name.lower().lstrip("/") != target:
         return {"type": "alias", "target": target}
-    arg = p.str("arg") or inline_arg
+    arg = p.string("arg") or inline_arg
     return cmd.handler(CommandContext(call, cmd.name, arg, _session(call))).to_wire()

@@ -25,7 +25,7 @@ from ..errors import BAD_VALUE, SESSION_ID_REQUIRED
 from ..events.outbox import broadcast, emit
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..sessions import service
+from ..sessions import lifecycle, shapes
 from ..sessions.live import LiveSession
 from ..sessions.registry import registry
 
@@ -40,8 +40,8 @@ SESSION_DEFAULTS = {"busy_input_mode": "interrupt", "approval_mode": "manual", "
 
 
 def _session(call: Call) -> LiveSession | None:
-    session_id = call.params.str("session_id")
-    return service.get_live(session_id, call.conn.user_id) if session_id else None
+    session_id = call.params.string("session_id")
+    return lifecycle.get_live(session_id, call.conn.user_id) if session_id else None
 
 
 def _require_session(call: Call, key: str) -> LiveSession:
@@ -72,7 +72,7 @@ def may_change_deployment(call: Call) -> bool:
 
 def session_value(live: LiveSession | None, key: str) -> Any:
     if key == "model":
-        return live.model if live else service.default_model()
+        return live.model if live else lifecycle.default_model()
     if key == "cwd":
         return live.cwd if live else os.getcwd()
     return live.config.get(key, SESSION_DEFAULTS[key]) if live else SESSION_DEFAULTS[key]
@@ -135,7 +135,7 @@ GETTERS: dict[str, Getter] = {
 
 @method("config.get")
 def config_get(call: Call) -> dict[str, Any]:
-    key = call.params.str("key", "") or ""
+    key = call.params.string("key", "") or ""
     getter = GETTERS.get(key)
     if getter is None:
         raise RpcError(BAD_VALUE, f"unknown config key: {key}")
@@ -173,7 +173,7 @@ def _set_session(call: Call, key: str) -> dict[str, Any]:
     if key == "cwd":
         _changed(live)
     elif key == "model":
-        service.remember_config(live)
+        lifecycle.remember_config(live)
     return {"key": key, "value": session_value(live, key)}
 
 
@@ -190,8 +190,8 @@ def set_session_option(live: LiveSession, key: str, value: Any) -> None:
 
 
 def _changed(live: LiveSession) -> None:
-    service.remember_config(live)
-    emit(live.id, "session.info", service.info(live))
+    lifecycle.remember_config(live)
+    emit(live.id, "session.info", shapes.info(live))
 
 
 def _set_busy(call: Call, key: str) -> dict[str, Any]:
@@ -286,7 +286,7 @@ DETAILS_SECTION = "details_mode."
 
 @method("config.set")
 def config_set(call: Call) -> dict[str, Any]:
-    key = call.params.str("key", "") or ""
+    key = call.params.string("key", "") or ""
     if key.startswith(DETAILS_SECTION) and len(key) > len(DETAILS_SECTION):
         section = key[len(DETAILS_SECTION) :]
         value = call.params.raw("value")

@@ -9,7 +9,7 @@ from ..agent.base import load_backend
 from ..conf import gateway_settings
 from ..rpc import method
 from ..rpc.call import Call
-from ..sessions import service
+from ..sessions import lifecycle
 from .workspace import caller_session
 
 
@@ -66,9 +66,9 @@ def _models(name: str) -> list[str]:
 @method("model.options", pool=True)
 def model_options(call: Call) -> dict[str, Any]:
     """The deployment's backends and their models (the OpenAI-compatible server's list, cached)."""
-    live = caller_session(call) if call.params.str("session_id") else None
+    live = caller_session(call) if call.params.string("session_id") else None
     backend = live.config.get("backend", gateway_settings.AGENT) if live else gateway_settings.AGENT
-    model = live.model if live else service.default_model()
+    model = live.model if live else lifecycle.default_model()
     return {"providers": _providers(backend, model), "model": model, "provider": backend}
 
 

@@ -8,21 +8,21 @@ from ..errors import NO_SUCH_PROCESS, PROCESS_ID_REQUIRED
 from ..processes import processes
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..sessions import service
+from ..sessions import lifecycle
 from ..sessions.registry import registry
 
 
 @method("process.list", pool=True)
 def process_list(call: Call) -> dict[str, Any]:
-    live = service.get_live(call.params.session_id(), call.conn.user_id)
+    live = lifecycle.get_live(call.params.session_id(), call.conn.user_id)
     return {"processes": [p.to_wire() for p in processes.of_session(live)]}
 
 
 @method("process.kill")
 def process_kill(call: Call) -> dict[str, Any]:
     p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    process_id = p.str("process_id")
+    live = lifecycle.get_live(p.session_id(), call.conn.user_id)
+    process_id = p.string("process_id")
     if not process_id:
         raise RpcError(PROCESS_ID_REQUIRED, "process_id required")
     proc = processes.get(process_id)

@@ -9,27 +9,27 @@ from ..agent import background, turns
 from ..errors import PROCESS_ID_REQUIRED
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..sessions import service
+from ..sessions import lifecycle, shapes
 
 
 def _live(call: Call) -> Any:
-    return service.get_live(call.params.session_id(), call.conn.user_id)
+    return lifecycle.get_live(call.params.session_id(), call.conn.user_id)
 
 
 @method("prompt.submit")
 def prompt_submit(call: Call) -> dict[str, Any]:
     p = call.params
     live = _live(call)
-    text = p.str("text", "")
-    service.attach(call, live)
+    text = p.string("text", "")
+    call.follow(lifecycle.attach(call.conn, live))
     return turns.submit(
         live,
         text,
-        submission_ref=p.str("submission_ref"),
-        queued=p.bool("queued"),
+        submission_ref=p.string("submission_ref"),
+        queued=p.boolean("queued"),
         truncate_before=p.raw("truncate_before_user_ordinal"),
-        confirm_truncate=p.bool("confirm_truncate"),
-        confirm_empty=p.bool("confirm_empty_truncate"),
+        confirm_truncate=p.boolean("confirm_truncate"),
+        confirm_empty=p.boolean("confirm_empty_truncate"),
     )
 
 
@@ -42,7 +42,7 @@ def session_interrupt(call: Call) -> dict[str, Any]:
 @method("session.steer")
 def session_steer(call: Call) -> dict[str, Any]:
     live = _live(call)
-    return {"status": turns.steer(live, call.params.str("text", ""))}
+    return {"status": turns.steer(live, call.params.string("text", ""))}
 
 
 @method("session.undo")
@@ -52,13 +52,13 @@ def session_undo(call: Call) -> dict[str, Any]:
 
 @method("session.usage", pool=True)
 def session_usage(call: Call) -> dict[str, Any]:
-    return service.usage(_live(call))
+    return shapes.usage(_live(call))
 
 
 @method("prompt.background")
 def prompt_background(call: Call) -> dict[str, Any]:
     live = _live(call)
-    text = call.params.str("text", "") or ""
+    text = call.params.string("text", "") or ""
     if not text.strip():
         raise RpcError(PROCESS_ID_REQUIRED, "text required")
     return {"task_id": background.start(live, text)}

@@ -28,7 +28,7 @@ _never = threading.Event()  # shell.exec has nobody to interrupt it: it ends by 
 def shell_exec(call: Call) -> dict[str, Any]:
     if not gateway_settings.SHELL_EXEC:
         raise RpcError(BAD_VALUE, "shell commands are turned off on this gateway (WS_GATEWAY['SHELL_EXEC'])")
-    command = (call.params.str("command") or "").strip()
+    command = (call.params.string("command") or "").strip()
     if not command:
         raise RpcError(EMPTY_COMMAND, "empty command")
     live = caller_session(call)

@@ -15,7 +15,7 @@ from ..errors import BAD_VALUE, invalid_params
 from ..models import SpawnTree
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..sessions import service, store
+from ..sessions import lifecycle, store
 from ..sessions.registry import registry
 from ..writes import write_unit
 
@@ -25,23 +25,23 @@ MAX_TREE_LIST = 200
 
 @method("subagent.list")
 def subagent_list(call: Call) -> dict[str, Any]:
-    live = service.get_live(call.params.session_id(), call.conn.user_id)
+    live = lifecycle.get_live(call.params.session_id(), call.conn.user_id)
     return {"subagents": [s.to_wire() for s in live.subagents]}
 
 
 @method("subagent.interrupt")
 def subagent_interrupt(call: Call) -> dict[str, Any]:
     p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    return {"found": subagents.interrupt(live, p.str("subagent_id", ""))}
+    live = lifecycle.get_live(p.session_id(), call.conn.user_id)
+    return {"found": subagents.interrupt(live, p.string("subagent_id", ""))}
 
 
 @method("delegation.status")
 def delegation_status(call: Call) -> dict[str, Any]:
-    session_id = call.params.str("session_id")
+    session_id = call.params.string("session_id")
     user_id = call.conn.user_id
     if session_id:
-        sessions = [service.get_live(session_id, user_id)]
+        sessions = [lifecycle.get_live(session_id, user_id)]
     else:
         sessions = [s for s in registry.all() if s.owner_id == user_id and not s.ended]
     every = [sub for live in sessions for sub in live.subagents]
@@ -51,13 +51,13 @@ def delegation_status(call: Call) -> dict[str, Any]:
 
 @method("delegation.pause")
 def delegation_pause(call: Call) -> dict[str, Any]:
-    return {"paused": subagents.set_paused(call.conn.user_id, call.params.bool("paused", True))}
+    return {"paused": subagents.set_paused(call.conn.user_id, call.params.boolean("paused", True))}
 
 
 def _tree_session_key(call: Call) -> str:
     """The stored id of the named session (runtime or stored id of the caller's), else ""."""
-    session_id = call.params.str("session_id") or ""
-    live = service.find_live(session_id, call.conn.user_id) if session_id else None
+    session_id = call.params.string("session_id") or ""
+    live = lifecycle.find_live(session_id, call.conn.user_id) if session_id else None
     if live is not None:
         return live.key
     found = store.find(session_id, call.conn.user_id) if session_id else None
@@ -86,13 +86,13 @@ def _entry(tree: SpawnTree) -> dict[str, Any]:
 
 @method("spawn_tree.save", pool=True)
 def spawn_tree_save(call: Call) -> dict[str, Any]:
-    items = call.params.list("subagents")
+    items = call.params.array("subagents")
     if not items or not all(isinstance(item, dict) for item in items):
         raise RpcError(BAD_VALUE, "subagents list required")
     tree = write_unit(SpawnTree.objects.create)(
         owner_id=call.conn.user_id,
         session_key=_tree_session_key(call),
-        label=(call.params.str("label") or "")[:255],
+        label=(call.params.string("label") or "")[:255],
         started_at=_float(call, "started_at"),
         finished_at=_float(call, "finished_at") or time.time(),
         subagents=items,
@@ -102,16 +102,16 @@ def spawn_tree_save(call: Call) -> dict[str, Any]:
 
 @method("spawn_tree.list", pool=True)
 def spawn_tree_list(call: Call) -> dict[str, Any]:
-    limit = min(call.params.int("limit", 50, minimum=1) or 50, MAX_TREE_LIST)
+    limit = min(call.params.integer("limit", 50, minimum=1) or 50, MAX_TREE_LIST)
     trees = SpawnTree.objects.filter(owner_id=call.conn.user_id)
-    if not call.params.bool("cross_session"):
+    if not call.params.boolean("cross_session"):
         trees = trees.filter(session_key=_tree_session_key(call))
     return {"entries": [_entry(t) for t in trees.order_by("-finished_at")[:limit]]}
 
 
 @method("spawn_tree.load", pool=True)
 def spawn_tree_load(call: Call) -> dict[str, Any]:
-    path = (call.params.str("path") or "").strip()
+    path = (call.params.string("path") or "").strip()
     if not path:
         raise RpcError(BAD_VALUE, "path required")
     number = path.removeprefix(TREE_PREFIX)

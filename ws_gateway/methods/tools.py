@@ -17,10 +17,10 @@ ACTIONS = ("enable", "disable")
 @method("tools.configure")
 def tools_configure(call: Call) -> dict[str, Any]:
     p = call.params
-    action = (p.str("action") or "").strip().lower()
+    action = (p.string("action") or "").strip().lower()
     if action not in ACTIONS:
         raise RpcError(BAD_VALUE, f"unknown tools action: {action or '(none)'} (enable or disable)")
-    raw = p.list("names") or []
+    raw = p.array("names") or []
     names = [n.strip() for n in raw if isinstance(n, str) and n.strip()]
     if not names:
         raise RpcError(BAD_VALUE, "names required")

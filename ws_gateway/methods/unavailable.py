@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import HANDLER_ERROR
 from ..rpc import RpcError, method
 from ..rpc.call import Call, Params
-from ..sessions import service
+from ..sessions import lifecycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +131,20 @@ _NO_LEARNING: dict[str, Any] = {"ok": False, "message": "this gateway keeps no l
 
 def _with_idempotency_key(params: Params) -> dict[str, Any]:
     """The not-logged-in envelope; money-moving calls echo (or mint) their idempotency key."""
-    key = params.str("idempotency_key") or str(uuid.uuid4())
+    key = params.string("idempotency_key") or str(uuid.uuid4())
     return {**copy.deepcopy(_NOT_LOGGED_IN), "idempotency_key": key}
 
 
 def _skills_page(params: Params) -> dict[str, Any]:
-    page = params.int("page", 1, minimum=1)
+    page = params.integer("page", 1, minimum=1)
     return {"items": [], "page": page, "total_pages": 1, "total": 0}
 
 
 def _learning_frames(params: Params) -> dict[str, Any]:
     """An empty journey map, laid out like the reference's at the requested size."""
-    cols = max(20, params.int("cols", 80) or 80)
-    rows = max(10, params.int("rows", 24) or 24)
-    count = min(48, params.int("frames", 48, minimum=1) or 48)  # cap: the client asks for 2
+    cols = max(20, params.integer("cols", 80) or 80)
+    rows = max(10, params.integer("rows", 24) or 24)
+    count = min(48, params.integer("frames", 48, minimum=1) or 48)  # cap: the client asks for 2
     grid = [[["nothing learned yet: this gateway keeps no learning journal", "dim", 0.7]]]
     frames = [
         {
@@ -286,7 +286,7 @@ FEATURES: dict[str, Feature] = {
 def _choose(feature: Feature, params: Params) -> Answer:
     if feature.actions is None:
         return feature.answer
-    action = params.str("action") or feature.default_action
+    action = params.string("action") or feature.default_action
     return feature.actions.get(action, feature.unknown_action)
 
 
@@ -295,9 +295,9 @@ def answer_unavailable(call: Call) -> dict[str, Any]:
     feature = FEATURES[call.method]
     params = call.params
     if feature.session:
-        service.get_live(params.session_id(), call.conn.user_id)
+        lifecycle.get_live(params.session_id(), call.conn.user_id)
     for key, refusal in feature.required:
-        if not params.str(key):
+        if not params.string(key):
             raise RpcError(refusal.code, refusal.message)
     answer = _choose(feature, params)
     if isinstance(answer, Refusal):

@@ -19,7 +19,7 @@ from .. import workspace
 from ..errors import BAD_VALUE, EMPTY_COMMAND, invalid_params
 from ..rpc import RpcError, method
 from ..rpc.call import Call
-from ..sessions import service
+from ..sessions import lifecycle
 from ..sessions.live import LiveSession
 from ..sessions.registry import registry
 
@@ -39,20 +39,20 @@ MAX_COLS = 10_000
 
 def caller_session(call: Call) -> LiveSession | None:
     """The session named by ``session_id`` (4001 when not the caller's), else the caller's latest."""
-    session_id = call.params.str("session_id")
+    session_id = call.params.string("session_id")
     if session_id:
-        return service.get_live(session_id, call.conn.user_id)
+        return lifecycle.get_live(session_id, call.conn.user_id)
     attached = registry.of_connection(call.conn.id)
     return attached[0] if attached else None
 
 
 @method("terminal.resize")
 def terminal_resize(call: Call) -> dict[str, Any]:
-    cols = call.params.int("cols", 80, minimum=1)
+    cols = call.params.integer("cols", 80, minimum=1)
     assert cols is not None
     cols = min(cols, MAX_COLS)
-    session_id = call.params.str("session_id")
-    live = service.find_live(session_id, call.conn.user_id) if session_id else None
+    session_id = call.params.string("session_id")
+    live = lifecycle.find_live(session_id, call.conn.user_id) if session_id else None
     if live is not None:
         with live.lock:
             live.config["cols"] = cols
@@ -83,13 +83,13 @@ def _dropped_path(live: LiveSession, text: str) -> tuple[Path, str] | None:
 
 @method("input.detect_drop")
 def input_detect_drop(call: Call) -> dict[str, Any]:
-    text = call.params.str("text", "") or ""
+    text = call.params.string("text", "") or ""
     live = caller_session(call)
     found = _dropped_path(live, text) if live is not None else None
     if found is None:
         return {"matched": False}
     path, remainder = found
-    if path.suffix.lower() in IMAGE_TYPES:
+    if live is not None and path.suffix.lower() in IMAGE_TYPES:
         count = _attach(live, path.name, IMAGE_TYPES[path.suffix.lower()], _read_image(path), str(path))
         return {
             "matched": True,
@@ -105,7 +105,7 @@ def input_detect_drop(call: Call) -> dict[str, Any]:
 
 @method("complete.path", pool=True)
 def complete_path(call: Call) -> dict[str, Any]:
-    word = call.params.str("word", "") or ""
+    word = call.params.string("word", "") or ""
     live = caller_session(call)
     if not word or live is None or word.startswith(("/", "~")):
         return {"items": []}
@@ -114,7 +114,7 @@ def complete_path(call: Call) -> dict[str, Any]:
 
 @method("paste.collapse")
 def paste_collapse(call: Call) -> dict[str, Any]:
-    text = call.params.str("text", "") or ""
+    text = call.params.string("text", "") or ""
     if not text:
         raise RpcError(EMPTY_COMMAND, "empty paste")
     lines = text.count("\n") + 1
@@ -167,11 +167,11 @@ def _decode_data(raw: str) -> tuple[str, bytes]:
 def image_attach(call: Call) -> dict[str, Any]:
     """An image (a path under the cwd, or base64 ``data``) joins the session's next prompt."""
     p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    raw_path, data_param = (p.str("path") or "").strip(), p.str("data")
+    live = lifecycle.get_live(p.session_id(), call.conn.user_id)
+    raw_path, data_param = (p.string("path") or "").strip(), p.string("data")
     if data_param:
         mime, data = _decode_data(data_param)
-        name = (p.str("name") or "image").strip() or "image"
+        name = (p.string("name") or "image").strip() or "image"
         count = _attach(live, name, mime, data)
         return {
             "attached": True,

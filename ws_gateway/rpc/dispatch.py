@@ -3,9 +3,11 @@
 Runs on the event loop and never blocks it: ``gateway.ping`` is answered at
 once; inline methods go through the connection's lane (one at a time, in
 arrival order, each on an ``inline`` pool thread); pool methods run
-concurrently on the shared ``pool``. In a cluster a call is first routed on
-the loop (``route_hook``): one for a session owned by another process waits
-for the owner's answer there, holding no thread. Precedence of errors: parse,
+concurrently on the shared ``pool``. A call is first routed on the loop by
+the router installed at start-up (:func:`install_router`, the cluster policy):
+one for a session owned by another process waits for the owner's answer
+there, holding no thread. Clients' replies to server requests go to the
+handlers registered with :func:`~.registry.on_client_reply`. Precedence of errors: parse,
 invalid request, unknown method, invalid params.
 """
 
@@ -20,30 +22,45 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import errors, framing, workers
+from ..caller import Caller, Request
 from ..conf import gateway_settings
 from ..errors import RpcError
 from ..events.outbox import encode
 from .call import Call, Params
-from .registry import MethodSpec, registry
+from .registry import MethodSpec, client_reply, registry
 
-if TYPE_CHECKING:
-    from ..transport.connection import Connection
+
+class Counters(Protocol):
+    parse_errors: int
+    dispatch_crashes: int
+
+
+class Socket(Caller, Protocol):
+    """The connection a dispatcher serves, as the RPC layer sees it (the transport's Connection)."""
+
+    @property
+    def stats(self) -> Counters: ...
+    def push(self, text: str) -> None: ...
+    async def join(self, session_id: str) -> None: ...
+    def start_cursor(self, session_id: str, baseline: int, server_requests: bool | None = None) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
 PING = "gateway.ping"
 
-# Hook for clients' replies to server requests (id + result/error, no method).
-ClientReplyHook = Callable[["Connection", dict[str, Any]], None]
-client_reply_hook: ClientReplyHook | None = None
+# Run on the loop before a call runs here: the owner's result when the call's session is owned
+# by another process, else None (awaits, holds no thread).
+Router = Callable[[str, Request, Executor], Awaitable[dict[str, Any] | None]]
+_router: list[Router] = []
 
-# Hook run on the loop before a call runs here: the owner's result when the call's session
-# is owned by another process, else None (set by ws_gateway.forwarding; awaits, holds no thread).
-RouteHook = Callable[[MethodSpec, Call, Executor], Awaitable[dict[str, Any] | None]]
-route_hook: RouteHook | None = None
+
+def install_router(router: Router) -> None:
+    """The router asked before each call runs (installed at start-up; one at a time)."""
+    _router[:] = [router]
 
 
 def _refuse_constant(name: str) -> Any:
@@ -109,12 +126,12 @@ class Job:
 class Dispatcher:
     """Turns one connection's frames into handler runs and response frames."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Socket) -> None:
         self.conn = conn
         self.loop = asyncio.get_running_loop()
         self._lane: deque[Any] = deque()
-        self._lane_task: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._lane_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._bucket = TokenBucket.from_settings()
 
     # -- inbound -------------------------------------------------------
@@ -156,8 +173,7 @@ class Dispatcher:
             if check and framing.unstorable(obj.get("result"), "result") is not None:
                 log.info("client reply with unstorable text dropped peer=%s", self.conn.peer)
                 return None
-            if client_reply_hook is not None:
-                client_reply_hook(self.conn, obj)
+            client_reply(self.conn, obj)
             return None
         if not isinstance(name, str) or not name:
             return error_response(
@@ -185,6 +201,7 @@ class Dispatcher:
             return error_response(
                 request_id, errors.RATE_LIMITED, "rate limited", {"retry_after_ms": wait_ms}
             )
+        assert spec is not None  # unknown methods were answered above, and ping before that
         return Job(spec, Call(self.conn, name, Params(params), request_id))
 
     def _batch(self, items: list[Any], check: bool = False) -> None:
@@ -283,7 +300,7 @@ class Dispatcher:
         for text in texts:
             self.conn.push(text)
 
-    def _spawn(self, coro: Any) -> asyncio.Task:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -297,10 +314,10 @@ class Dispatcher:
 
 async def _route(spec: MethodSpec, call: Call, executor: Any) -> dict[str, Any] | Exception | None:
     """The owner's outcome when another process owns the call's session; None: run it here."""
-    if route_hook is None:
+    if not _router:
         return None
     try:
-        return await route_hook(spec, call, executor)
+        return await _router[0](spec.name, call, executor)
     except Exception as exc:  # answered like a handler's exception, on the worker thread
         return exc
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import RpcError
-from ..rpc.call import Call
-from . import service, store
+from ..caller import Caller, Subscription
+from ..errors import NOTHING_TO_BRANCH, RpcError
+from . import store
+from .lifecycle import PORTABLE_CONFIG, create
 from .live import LiveSession
+from .transcript import set_title
 
-NOTHING_TO_BRANCH = 4008
 _NUMBERED = re.compile(r"^(.*?) #(\d+)$")
 
 
@@ -26,7 +27,9 @@ def next_title(base_title: str, existing: list[str]) -> str:
     return f"{base} #{max(numbers) + 1}" if numbers else base
 
 
-def branch(call: Call, live: LiveSession, name: str = "", upto: int | None = None) -> dict[str, Any]:
+def branch(
+    caller: Caller, live: LiveSession, name: str = "", upto: int | None = None
+) -> tuple[dict[str, Any], Subscription]:
     """A new live session (attached to the caller) holding the first ``upto`` rows (all by default)."""
     with live.lock:
         history = [dict(m) for m in live.messages]
@@ -36,21 +39,21 @@ def branch(call: Call, live: LiveSession, name: str = "", upto: int | None = Non
         raise RpcError(NOTHING_TO_BRANCH, "nothing to branch: send a message first")
     base = name or live.title or "branch"
     title = name or next_title(base, store.titles_like(base, live.owner_id))
-    child = service.create(
-        call,
+    child, sub = create(
+        caller,
         cwd=live.cwd,
         title=title,
         model=live.model,
         source=live.source,
         messages=history,
         parent_key=live.key,
-        config={k: v for k, v in live.config.items() if k in service.PORTABLE_CONFIG},
+        config={k: v for k, v in live.config.items() if k in PORTABLE_CONFIG},
     )
-    service.set_title(child, title)
+    set_title(child, title)
     return {
         "session_id": child.id,
         "stored_session_id": child.key,
         "title": title,
         "parent": live.key,
         "message_count": len(history),
-    }
+    }, sub

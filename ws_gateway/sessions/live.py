@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..workers import Timer
+from . import work
 
 BUILDING = "building"
 IDLE = "idle"
@@ -21,7 +22,8 @@ class LiveSession:
     """Everything about an open session that is not in the database.
 
     ``clients`` holds the channel names of attached connections. Mutations go
-    through :mod:`ws_gateway.sessions.service` under ``lock``, which also
+    through :mod:`ws_gateway.sessions.lifecycle` and :mod:`~ws_gateway.sessions.transcript`
+    under ``lock``, which also
     serialises the session's transcript writes (memory and database alike).
     """
 
@@ -91,7 +93,6 @@ class LiveSession:
 
     def has_pending_work(self) -> bool:
         """Running turns, queued prompts, open requests and background processes."""
-        from ..agent.pending import pending
-        from ..processes import processes
-
-        return self.running or bool(self.queue) or bool(pending.for_session(self)) or processes.running(self)
+        return (
+            self.running or bool(self.queue) or bool(work.open_requests(self)) or work.processes_running(self)
+        )

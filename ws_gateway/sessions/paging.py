@@ -11,12 +11,12 @@ docs/protocol-paging.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from .. import framing
 from ..backplane.eventlog import LoggedEvent
 from ..errors import invalid_params
-from ..rpc.call import Params
+from ..params import Params
 
 # Row fields that may be long text, shortened in pages and read with session.message.
 TEXT_FIELDS = ("text", "reasoning", "context")
@@ -35,9 +35,14 @@ class Page:
         return self.start > 0
 
 
-def page_params(params: Params) -> dict[str, int | None]:
+class PageParams(TypedDict):
+    before: int | None
+    limit: int | None
+
+
+def page_params(params: Params) -> PageParams:
     """``before`` and ``limit`` of a transcript page request (-32602 when malformed)."""
-    return {"before": params.int("before", minimum=0), "limit": params.int("limit", minimum=1)}
+    return {"before": params.integer("before", minimum=0), "limit": params.integer("limit", minimum=1)}
 
 
 def message_page(

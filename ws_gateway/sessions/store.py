@@ -18,7 +18,7 @@ from ..writes import write_unit
 from .live import LiveSession
 
 PREVIEW_CHARS = 120
-TITLE_CHARS = StoredSession._meta.get_field("title").max_length
+TITLE_CHARS: int = StoredSession._meta.get_field("title").max_length or 0
 ROW_FIELDS = ("reasoning", "name", "args", "context")
 # Sessions that no person started: not listed (as the reference hides "tool" rows).
 HIDDEN_SOURCES = ("tool",)

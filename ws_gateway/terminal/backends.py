@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from ..conf import DEFAULTS, gateway_settings
 from .env import DEFAULT_PATH, command_env
@@ -55,7 +55,9 @@ class Backend:
     auto_approve = False  # run commands without asking (the sandbox may)
     output_limit = 0  # bytes a command may print before it is killed; 0 = no limit
 
-    def spawn(self, command: str, cwd: str, secrets: Mapping[str, str] | None = None) -> subprocess.Popen:
+    def spawn(
+        self, command: str, cwd: str, secrets: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``command``; stdout and stderr merged into ``stdout``, stdin closed."""
         popen = functools.partial(
             subprocess.Popen,
@@ -70,7 +72,7 @@ class Backend:
         # Started from one long-lived thread: a "parent death" signal (bwrap --die-with-parent)
         # fires when the *thread* that forked the child ends, and a background process must
         # outlive the turn thread that asked for it (it still dies with the server).
-        return _spawner.submit(popen).result()
+        return cast("subprocess.Popen[bytes]", _spawner.submit(popen).result())
 
     def argv(self, command: str, cwd: str) -> list[str]:
         return _shell_argv(command)

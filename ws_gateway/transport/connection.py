@@ -13,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from ..backplane.eventlog import LoggedEvent
-from ..backplane.redis import cluster
 from ..conf import gateway_settings
+from ..errors import CLOSE_SLOW_CONSUMER
 from ..events.outbox import event_frame, outbox
 from ..framing import utf8_len
 from .daphne import TransportView
 
 log = logging.getLogger(__name__)
 
-CLOSE_SLOW_CONSUMER = 4008
 # Seconds a slow consumer gets to read up to its close frame before the connection is dropped.
 SLOW_CONSUMER_ABORT_S = 10.0
 
@@ -52,7 +51,7 @@ class Connection:
         is_staff: bool = False,
         peer: str,
         send_text: Callable[[str], Awaitable[None]],
-        close: Callable[[int], Awaitable[None]],
+        close: Callable[[int], Coroutine[Any, Any, None]],
         transport: TransportView | None = None,
     ) -> None:
         self.id = conn_id
@@ -144,12 +143,11 @@ class Connection:
     # -- session events ------------------------------------------------
 
     async def join(self, session_id: str) -> None:
-        """Receive a session's events (its other processes' ones too, with a cluster)."""
+        """Receive a session's events (those published by its other processes too)."""
         if session_id in self.sessions:
             return
         self.sessions.add(session_id)
-        if outbox.subscribe(session_id, self) and cluster.active:
-            await cluster.watch(session_id)
+        await outbox.join(session_id, self)
 
     def start_cursor(self, session_id: str, baseline: int, server_requests: bool | None = None) -> None:
         """Start (or keep) delivering a session's events after ``baseline``, catching up from the log."""
@@ -164,7 +162,7 @@ class Connection:
         log_ = outbox.logs.get(session_id)
         if log_ is not None:
             self._fill(session_id, log_.latest_seq + 1)
-        elif cluster.active:
+        elif outbox.shared:
             self._filling[session_id] = []
             asyncio.get_running_loop().create_task(self._fill_remote(session_id))
 
@@ -189,7 +187,7 @@ class Connection:
         False when this process has no log of the session (another process owns it)."""
         log_ = outbox.logs.get(session_id)
         if log_ is None:
-            return not cluster.active
+            return not outbox.shared
         for event in log_.between(self.cursors[session_id], before):
             self._write_logged(session_id, event)
         return True
@@ -202,7 +200,7 @@ class Connection:
     async def _fill_remote(self, session_id: str) -> None:
         """Catch up from the durable log, then replay what arrived meanwhile."""
         try:
-            events = await cluster.read_log(session_id, self.cursors.get(session_id, 0))
+            events = await outbox.read_shared_log(session_id, self.cursors.get(session_id, 0))
         except Exception:
             log.warning("durable log unreadable session=%s", session_id, exc_info=True)
             events = []
@@ -235,8 +233,7 @@ class Connection:
         self.server_requests.discard(session_id)
         if session_id in self.sessions:
             self.sessions.discard(session_id)
-            if outbox.unsubscribe(session_id, self) and cluster.active:
-                await cluster.unwatch(session_id)
+            await outbox.leave(session_id, self)
 
     # -- lifecycle -----------------------------------------------------
 

@@ -8,80 +8,28 @@ the teardown to a worker thread. It never touches the ORM on the loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import socket
 from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from .. import __version__, framing, lifecycle, origins, skins, workers
-from ..auth import Identity, identify
-from ..backplane.redis import cluster, connection_id
-from ..cluster import forwarding
-from ..conf import gateway_settings
+from .. import framing, lifecycle
+from ..auth import Identity
+from ..backplane import backplane, connection_id
+from ..errors import CLOSE_TOO_LARGE
 from ..events.outbox import event_frame, outbox
 from ..rpc.dispatch import Dispatcher
-from ..sessions import service
+from . import policy
 from .connection import Connection, connections
 from .daphne import TransportView, server_send, transport_view
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = ["batch", "server_requests", "replay", "resume_any_worker"]
-CLOSE_AUTH_FAILED = 4501
-CLOSE_FORBIDDEN_ORIGIN = 4503
-CLOSE_TOO_LARGE = 4509
 
-
-def worker_id() -> str:
-    return gateway_settings.WORKER_ID or f"{socket.gethostname()}:{os.getpid()}"
-
-
-def ready_payload() -> dict[str, Any]:
-    return {
-        "skin": skins.current(),
-        "heartbeat": True,
-        "change_events": True,
-        "replay_epoch": outbox.epoch,
-        "server": {"name": "ws_gateway", "version": __version__, "worker": worker_id()},
-        "capabilities": CAPABILITIES,
-    }
-
-
-def _peer(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "unknown"
-
-
-def _admit(scope: dict[str, Any]) -> Identity | tuple[str, int]:
-    """The socket's identity, or (reason, close code) when it may not stay open.
-
-    Host and origin come first: a foreign page learns nothing about auth."""
-    reason = origins.refusal(scope)
-    if reason is not None:
-        return reason, CLOSE_FORBIDDEN_ORIGIN
-    identity = identify(scope)
-    if isinstance(identity, str):
-        return identity, CLOSE_AUTH_FAILED
-    return identity
-
-
-def _clip(value: str | None) -> str:
-    """A client-chosen header value for the log: bounded, and repr'd so it cannot forge lines."""
-    return repr(value[:200]) if value is not None else "-"
-
-
-class GatewayConsumer(AsyncWebsocketConsumer):
+class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels has no types
     """Speaks the gateway protocol on one socket."""
-
-    # No channel per socket: events reach connections through the outbox (and, across
-    # processes, through one worker channel per process), so an unconfigured alias keeps
-    # Channels from creating and polling a layer channel for every connection.
-    channel_layer_alias = "ws_gateway.no_layer"
 
     conn: Connection | None = None
     transport: TransportView | None = None
@@ -111,33 +59,21 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         await lifecycle.start(get_channel_layer())
-        peer = _peer(self.scope)
+        peer = policy.peer(self.scope)
         self.transport = transport_view(self.base_send)
         if self.transport is not None:
             self.transport.limit_messages(framing.max_message_bytes(), CLOSE_TOO_LARGE)
         # Accepted first, then closed: a refusal before the handshake would reach the
         # client as a bare HTTP 403, without the close code that says why.
         await self.accept()
-        if lifecycle.draining:
-            self.close_reason = "draining"
-            log.info("ws refused peer=%s code=%d reason=draining", peer, lifecycle.CLOSE_DRAINING)
-            await self.close(lifecycle.CLOSE_DRAINING)
-            return
-        admitted = _admit(self.scope)
+        admitted = policy.admit(self.scope)
         if not isinstance(admitted, Identity):
             self.close_reason, code = admitted
-            log.warning(
-                "ws refused peer=%s code=%d reason=%s host=%s origin=%s",
-                peer,
-                code,
-                self.close_reason,
-                _clip(origins.header(self.scope, b"host")),
-                _clip(origins.header(self.scope, b"origin")),
-            )
+            policy.log_refusal(self.scope, self.close_reason, code)
             await self.close(code)
             return
         self.conn = Connection(
-            connection_id(cluster.channel),
+            connection_id(backplane.channel),
             user_id=admitted.user_id,
             is_staff=admitted.is_staff,
             peer=peer,
@@ -146,7 +82,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             transport=self.transport,
         )
         try:
-            await self.send(text_data=event_frame({"type": "gateway.ready", "payload": ready_payload()}))
+            await self.send(
+                text_data=event_frame({"type": "gateway.ready", "payload": policy.ready_payload()})
+            )
         except Exception:
             self.close_reason = "ready_send_failed"
             await self.conn.shutdown()
@@ -162,7 +100,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         await self._frame_send({"type": "websocket.send", "text": text})
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        if self.dispatcher is None:
+        if self.dispatcher is None or self.conn is None:
             return
         self.conn.stats.messages += 1
         text = message.get("text")
@@ -187,10 +125,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 self.dispatcher.close()
             attached = list(conn.cursors)
             await conn.shutdown()
-            loop = asyncio.get_running_loop()
-            reaped, detached = await loop.run_in_executor(workers.background(), service.disconnect, conn.id)
-            if cluster.active:
-                await forwarding.detach_remote(conn.id, attached)
+            reaped, detached = await policy.closed(conn.id, attached)
             conn.stats.reaped_sessions += reaped
             conn.stats.detached_sessions += detached
             s = conn.stats

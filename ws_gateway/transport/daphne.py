@@ -67,7 +67,7 @@ class TransportView:
 
     def unsent_bytes(self) -> int:
         t = self._transport
-        return len(t.dataBuffer) - t.offset + t._tempDataLen
+        return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
 
     def abort(self) -> None:
         """Drop the connection without waiting for the buffer to drain."""

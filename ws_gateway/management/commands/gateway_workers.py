@@ -29,6 +29,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from ...conf import gateway_settings
+
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
@@ -42,17 +44,23 @@ class Worker:
 
     name: str
     port: int
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     backoff: float = 0.0
     restart_at: float | None = None
     terminated: bool = False
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The worker's process (started before anyone asks)."""
+        assert self.proc is not None
+        return self.proc
+
     def terminate(self) -> None:
         """Ask the running process to drain and stop (once)."""
-        if not self.terminated and self.proc.poll() is None:
+        if not self.terminated and self.process.poll() is None:
             self.terminated = True
-            self.proc.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -85,6 +93,9 @@ class Command(BaseCommand):
             raise SystemExit("--workers must be at least 1")
         if migrate:
             call_command("migrate", interactive=False, verbosity=0)
+        if not gateway_settings.DRAIN_ON_SIGTERM:
+            # The workers stop on SIGTERM at once (turns cut, sockets dropped) unless the host opts in.
+            self.stderr.write("note: WS_GATEWAY['DRAIN_ON_SIGTERM'] is off: workers will not drain on stop")
         app = settings.ASGI_APPLICATION.rsplit(".", 1)
         self.target = f"{app[0]}:{app[1]}"
         self.host = host
@@ -105,13 +116,13 @@ class Command(BaseCommand):
             if stopping:
                 for slot in slots:  # also one restarted while the signal arrived
                     slot.terminate()
-                if all(slot.proc.poll() is not None for slot in slots):
+                if all(slot.process.poll() is not None for slot in slots):
                     break
             else:
                 for slot in slots:
                     self._supervise(slot, restart_backoff, restart_backoff_max)
             time.sleep(POLL_S)
-        codes = [slot.proc.returncode for slot in slots]
+        codes = [slot.process.returncode for slot in slots]
         self.stdout.write(f"workers stopped: exit codes {codes}")
 
     def _start(self, slot: Worker) -> None:
@@ -122,12 +133,12 @@ class Command(BaseCommand):
         slot.started = time.monotonic()
         slot.restart_at = None
         slot.terminated = False
-        self.stdout.write(f"worker {slot.name} pid {slot.proc.pid} port {slot.port}")
+        self.stdout.write(f"worker {slot.name} pid {slot.process.pid} port {slot.port}")
         self.stdout.flush()
 
     def _supervise(self, slot: Worker, first_backoff: float, max_backoff: float) -> None:
         """Restart ``slot``'s worker when it has died and its backoff has passed."""
-        code = slot.proc.poll()
+        code = slot.process.poll()
         if code is None or code == 0:  # running, or stopped on purpose (a clean drain)
             return
         now = time.monotonic()
@@ -138,7 +149,7 @@ class Command(BaseCommand):
             log.warning(
                 "worker %s (pid %d, port %d) died with %s after %.1fs; restarting in %.1fs",
                 slot.name,
-                slot.proc.pid,
+                slot.process.pid,
                 slot.port,
                 _exit_status(code),
                 ran,
@@ -146,7 +157,7 @@ class Command(BaseCommand):
             )
         elif now >= slot.restart_at:
             self._start(slot)
-            log.warning("worker %s restarted (pid %d, port %d)", slot.name, slot.proc.pid, slot.port)
+            log.warning("worker %s restarted (pid %d, port %d)", slot.name, slot.process.pid, slot.port)
 
 
 def next_backoff(previous: float, ran: float, first: float, cap: float) -> float:
