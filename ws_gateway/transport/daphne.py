@@ -1,5 +1,5 @@
-"""How much a socket has not yet sent, where the server lets us see it, a direct write,
-and the server's own message-size limit.
+"""The one seam onto daphne's internals: how much a socket has not yet sent, a direct
+write, and the server's own message-size limit.
 
 daphne never makes ``send`` wait: what the kernel does not take piles up in
 the Twisted transport's buffer, unseen by the application. This looks into
@@ -7,13 +7,67 @@ that buffer (through the ``send`` callable daphne hands the app) so a client
 that stops reading can be closed (4008) before it grows server memory. With
 servers whose ``send`` applies backpressure (uvicorn), the connection's own
 bounded queue does the job and there is nothing to look into.
+
+Everything here relies on private attributes of autobahn's protocol and
+Twisted's transport (:data:`PROTOCOL_NEEDS`, :data:`TRANSPORT_NEEDS`). When one
+is missing the view is not used (the safe path: ASGI ``send``, no unsent-bytes
+probe) and that is logged as an error naming it; versions outside the ones this
+was written against (:data:`TESTED_MAJORS`) are logged once as a warning.
+``tests/test_daphne_seam.py`` fails loudly when either happens.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Private attributes the view uses, on autobahn's protocol and on Twisted's TCP transport.
+PROTOCOL_NEEDS = (
+    "maxMessagePayloadSize",
+    "maxFramePayloadSize",
+    "failByDrop",
+    "_fail_connection",
+    "closeHandshakeTimeout",
+    "state",
+    "STATE_OPEN",
+    "sendMessage",
+)
+TRANSPORT_NEEDS = ("dataBuffer", "offset", "_tempDataLen", "abortConnection")
+# Major versions this seam was written and tested against (requirements.txt allows daphne 4).
+TESTED_MAJORS = {"daphne": (4,), "autobahn": (24, 25, 26), "twisted": (24, 25, 26)}
+
+_reported: set[str] = set()
+
+
+def missing(protocol: Any, transport: Any) -> list[str]:
+    """The attributes the view needs that ``protocol`` or ``transport`` lacks (empty: all there)."""
+    absent = [f"protocol.{name}" for name in PROTOCOL_NEEDS if not hasattr(protocol, name)]
+    return absent + [f"transport.{name}" for name in TRANSPORT_NEEDS if not hasattr(transport, name)]
+
+
+def untested_versions() -> dict[str, str]:
+    """Installed versions of daphne, autobahn and Twisted outside :data:`TESTED_MAJORS`."""
+    out = {}
+    for package, majors in TESTED_MAJORS.items():
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+        major = version.split(".", 1)[0]
+        if not major.isdigit() or int(major) not in majors:
+            out[package] = version
+    return out
+
+
+def _report_once(key: str, level: int, message: str, *args: Any) -> None:
+    if key not in _reported:
+        _reported.add(key)
+        log.log(level, message, *args)
 
 
 class TransportView:
@@ -87,10 +141,21 @@ def server_send(send: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def transport_view(send: Callable[..., Any]) -> TransportView | None:
-    """A view of the transport behind daphne's ``send``, or None for other servers."""
+    """A view of the transport behind daphne's ``send``, or None for other servers (and for a
+    daphne whose internals moved: logged as an error, the safe path is used)."""
     send = server_send(send)
     protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
     transport = getattr(protocol, "transport", None)
-    if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+    if transport is None or not hasattr(protocol, "sendMessage"):
+        return None  # not daphne's WebSocket protocol: another server
+    untested = untested_versions()
+    if untested:
+        _report_once("versions", logging.WARNING, "daphne seam: untested versions %s", untested)
+    absent = missing(protocol, transport)
+    if absent:
+        _report_once(
+            "missing", logging.ERROR, "daphne seam off: private attributes gone: %s", ", ".join(absent)
+        )
         return None
+    _report_once("on", logging.INFO, "daphne seam on: direct writes, unsent-bytes probe, size limit")
     return TransportView(protocol, transport)

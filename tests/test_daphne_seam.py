@@ -1,0 +1,36 @@
+"""The seam onto daphne's internals (ws_gateway/transport/daphne.py) against the real daphne.
+
+If an upgrade of daphne, autobahn or Twisted removes a private attribute the seam relies
+on, these tests fail and name it: the gateway would still work, but without the direct
+write, the unsent-bytes probe (slow consumers) and the size limit at the frame header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ws_gateway.testing import GatewayClient
+from ws_gateway.transport import daphne as seam
+
+
+async def test_a_real_daphne_socket_has_every_private_attribute_the_seam_uses(gateways: Any) -> None:
+    gateway = gateways.new("memory")
+    async with GatewayClient.connect(gateway.url) as client:
+        assert await client.call("gateway.ping") == {"ok": True}
+    log = gateway.log_text()
+    assert "daphne seam off" not in log, log[log.index("daphne seam off") :].splitlines()[0]
+    assert "daphne seam on" in log
+
+
+def test_the_installed_daphne_autobahn_and_twisted_are_versions_the_seam_was_tested_with() -> None:
+    assert seam.untested_versions() == {}
+
+
+def test_missing_names_each_absent_attribute() -> None:
+    class Bare:
+        pass
+
+    absent = seam.missing(Bare(), Bare())
+    assert absent == [f"protocol.{n}" for n in seam.PROTOCOL_NEEDS] + [
+        f"transport.{n}" for n in seam.TRANSPORT_NEEDS
+    ]
