@@ -28,16 +28,22 @@ def error_summary(exchanges: Iterable[Exchange]) -> list[str]:
     return [f"{len(found)}x {found[0]}" for found in groups.values()]
 
 
-def assert_clean(proxy: RecordingProxy, *tuis: Tui, allowed: Iterable[str] = ()) -> None:
-    """Every request got a non-error response (``allowed``: methods excused) and no client shows
-    an ``error:`` line."""
+def problems(proxy: RecordingProxy, *tuis: Tui, allowed: Iterable[str] = ()) -> list[str]:
+    """What is wrong: requests answered with an error (``allowed``: methods excused), and the
+    ``error:`` lines the clients show."""
     allowed = set(allowed)
     exchanges = settled(proxy)
     errors = error_summary(x for x in exchanges if x.method not in allowed)
     lines = [f"{tui.name}: {line}" for tui in tuis for line in tui.error_lines()]
-    problems = []
+    found = []
     if errors:
-        problems.append("requests answered with an error:\n  " + "\n  ".join(errors))
+        found.append("requests answered with an error:\n  " + "\n  ".join(errors))
     if lines:
-        problems.append("error lines on the client's screen:\n  " + "\n  ".join(lines))
-    assert not problems, "\n".join(problems)
+        found.append("error lines on the client's screen:\n  " + "\n  ".join(lines))
+    return found
+
+
+def assert_clean(proxy: RecordingProxy, *tuis: Tui, allowed: Iterable[str] = ()) -> None:
+    """Every request got a non-error response and no client shows an ``error:`` line."""
+    found = problems(proxy, *tuis, allowed=allowed)
+    assert not found, "\n".join(found)

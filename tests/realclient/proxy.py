@@ -198,3 +198,18 @@ class RecordingProxy:
             if time.monotonic() > deadline:
                 raise AssertionError(f"frames: {what} not seen within {timeout}s")
             time.sleep(0.05)
+
+    def wait_answer(
+        self,
+        method: str,
+        since: int = 0,
+        timeout: float = 15.0,
+        where: Callable[[Exchange], bool] | None = None,
+    ) -> Exchange:
+        """The first ``method`` request after exchange number ``since`` that got its response."""
+
+        def found(proxy: RecordingProxy) -> Exchange | None:
+            matches = (x for x in proxy.exchanges()[since:] if x.method == method and x.response is not None)
+            return next((x for x in matches if where is None or where(x)), None)
+
+        return self.wait(found, timeout, f"an answered {method}")

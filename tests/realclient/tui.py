@@ -20,7 +20,16 @@ from pathlib import Path
 # What the client prints for a failure: `sys("error: ...")` in the transcript, the same text in
 # picker overlays, and "invalid response: METHOD" when a result has the wrong shape.
 ERROR_LINE = re.compile(r"error: [^\n]{0,120}")
-ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+ANSI = re.compile(r"\x1b(?:\[([0-?]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def _plain(match: re.Match[str]) -> str:
+    """Text for an escape sequence: cursor-forward is spaces, other cursor moves end the line."""
+    params, final = match.group(1), match.group(2)
+    if final == "C":
+        return " " * (int(params) if params.isdigit() else 1)
+    return "\n" if final and final in "ABEFGHdf" else ""
+
 
 TMUX_CONF = "set -g remain-on-exit on\nset -g status off\nset -g history-limit 10000\n"
 
@@ -94,7 +103,7 @@ class Tui:
             raw = self.output_log.read_bytes().decode(errors="replace")
         except FileNotFoundError:
             return ""
-        return ANSI.sub("", raw)
+        return ANSI.sub(_plain, raw)
 
     def error_lines(self) -> list[str]:
         """Distinct ``error: ...`` texts the client has shown so far (screen and scrolled-away)."""
@@ -106,12 +115,27 @@ class Tui:
                     seen.append(line)
         return seen
 
-    def composer(self) -> str:
-        """The input line: the lowest screen line starting with ``>``."""
-        for line in reversed(self.screen().splitlines()):
-            if line.lstrip().startswith(">"):
-                return line.strip()[1:].strip()
-        return ""
+    def composer(self) -> str | None:
+        """The input line's text, or None while an overlay (picker, prompt, pager) replaces it."""
+        lines = [line for line in self.screen().splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else ""
+        return last[1:].strip() if last.startswith(">") else None
+
+    def idle_prompt(self) -> bool:
+        """The composer is shown: no overlay is open."""
+        return self.composer() is not None
+
+    def close_overlays(self, timeout: float = 10.0) -> None:
+        """Press Escape until the composer is back (an overlay may need one Escape per level)."""
+        for _ in range(4):
+            if self.idle_prompt():
+                return
+            self.keys("Escape")
+            try:
+                self.wait(self.idle_prompt, timeout / 4, "the composer back")
+            except AssertionError:
+                continue
+        self.wait(self.idle_prompt, 0, "the composer back after Escape")
 
     def alive(self) -> bool:
         return self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}").strip() == "0"
@@ -142,13 +166,13 @@ class Tui:
     def type(self, text: str, timeout: float = 10.0) -> None:
         """Type ``text`` into the composer and wait until it shows there."""
         self._tmux("send-keys", "-t", self.name, "-l", text)
-        self.wait(lambda: text.strip() in self.composer(), timeout, f"composer text {text!r}")
+        self.wait(lambda: text.strip() in (self.composer() or ""), timeout, f"composer text {text!r}")
 
     def submit(self, text: str, timeout: float = 10.0) -> None:
         """Type ``text`` and press Enter; wait until the composer has taken it."""
         self.type(text, timeout)
         self.keys("Enter")
-        self.wait(lambda: text.strip() not in self.composer(), timeout, f"composer to take {text!r}")
+        self.wait(lambda: text.strip() not in (self.composer() or ""), timeout, f"composer to take {text!r}")
 
     def resize(self, cols: int, rows: int) -> None:
         self._tmux("resize-window", "-t", self.name, "-x", str(cols), "-y", str(rows))
