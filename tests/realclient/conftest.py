@@ -52,9 +52,9 @@ def open_tui(tui_entry: Path, proxy: RecordingProxy, tmp_path: Path) -> Iterator
     """Start a client through the proxy and wait until it has a session and a prompt."""
     started: list[Tui] = []
 
-    def start(name: str = "tui", cols: int = 120, rows: int = 40) -> Tui:
+    def start(name: str = "tui", cols: int = 120, rows: int = 40, query: str = "") -> Tui:
         before = len(proxy.calls("session.create"))
-        tui = Tui(tui_entry, proxy.url, tmp_path / name, name, cols, rows)
+        tui = Tui(tui_entry, proxy.url + query, tmp_path / name, name, cols, rows)
         started.append(tui)
         proxy.wait(
             lambda p: any(x.response is not None for x in p.calls("session.create")[before:]),

@@ -79,6 +79,7 @@ class RecordingProxy:
         self.port = free_port()
         self.frames: list[Frame] = []
         self.connections = 0
+        self.paths: list[str] = []  # the path and query of each client connection
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -124,6 +125,8 @@ class RecordingProxy:
             self.connections += 1
             conn = self.connections
         path = client.request.path if client.request is not None else "/api/ws"
+        with self._lock:
+            self.paths.append(path)
         target = self.upstream.split("/api/ws")[0] + path
         try:
             upstream = await connect(target, max_size=None, ping_interval=None, logger=_log)

@@ -51,6 +51,15 @@ def test_startup_and_idle_polling(tui: Tui, proxy: RecordingProxy) -> None:
     assert_clean(proxy, tui)
 
 
+def test_dashboard_token_url(open_tui: Callable[..., Tui], proxy: RecordingProxy) -> None:
+    """The web dashboard starts the client with ``?token=...`` of its own; with anonymous access
+    allowed, a token this gateway did not issue connects anonymously."""
+    tui = open_tui(query="?token=dashboard-session-token")
+    assert "token=dashboard-session-token" in proxy.paths[0]
+    reply(tui, proxy, "via the dashboard", r"You said: via the dashboard")
+    assert_clean(proxy, tui)
+
+
 def test_prompt_and_stream(tui: Tui, proxy: RecordingProxy) -> None:
     done = reply(tui, proxy, "hello there", r"You said: hello there")
     assert done["payload"]["text"] == "You said: hello there"
@@ -169,7 +178,7 @@ class Slash:
     """A slash command as typed, the requests it must send, and what the screen then shows."""
 
     text: str
-    methods: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()  # "config.get:busy": that method with params.key "busy"
     expect: str | Callable[[Any], str] | None = None  # a regex, or one made from the last result
     overlay: bool = False  # opens an overlay (picker, pager, panel) to close with Escape
     where: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
@@ -198,14 +207,19 @@ def not_unknown(result: Any) -> bool:
     return "Unknown command" not in json.dumps(result)
 
 
+def _has_key(params: Any, key: str) -> bool:
+    return not key or (isinstance(params, dict) and params.get("key") == key)
+
+
 def run_slash(tui: Tui, proxy: RecordingProxy, step: Slash) -> str | None:
     """Run one command; a description of what went wrong, or None."""
     since = len(proxy.exchanges())
     try:
         tui.submit(step.text)
         result: Any = None
-        for method in step.methods:
-            exchange = proxy.wait_answer(method, since, 20)
+        for wanted in step.methods:
+            method, _, key = wanted.partition(":")
+            exchange = proxy.wait_answer(method, since, 20, where=lambda x, key=key: _has_key(x.params, key))
             if exchange.error is not None:
                 return f"{step.text}: {exchange}"
             result = exchange.response.get("result")
@@ -235,18 +249,18 @@ SLASH = [
     Slash("/history", (), r"\[You #1\]", overlay=True),
     Slash("/tools", ("slash.exec",), first_line("output")),
     Slash("/model", ("model.options",), None, overlay=True),
-    Slash("/model demo", ("config.set",), r"model → demo"),
-    Slash("/skin", ("config.get",), r"skin: \w+"),
-    Slash("/busy", ("config.get",), r"busy input mode: \w+"),
-    Slash("/fast", ("config.get",), r"fast mode: \w+"),
-    Slash("/reasoning", ("config.get",), None),
-    Slash("/verbose", ("config.set",), None),
-    Slash("/indicator", ("config.get",), r"indicator: \S+"),
-    Slash("/details", ("config.get",), r"details: \w+"),
-    Slash("/yolo", ("config.set",), r"yolo on"),
-    Slash("/yolo", ("config.set",), r"yolo off"),
-    Slash("/compact", ("config.set",), r"compact on"),
-    Slash("/compact", ("config.set",), r"compact off"),
+    Slash("/model demo", ("config.set:model",), r"model → demo"),
+    Slash("/skin", ("config.get:skin",), r"skin: \w+"),
+    Slash("/busy", ("config.get:busy",), r"busy input mode: \w+"),
+    Slash("/fast", ("config.get:fast",), r"fast mode: \w+"),
+    Slash("/reasoning", ("config.get:reasoning",), None),
+    Slash("/verbose", ("config.set:verbose",), None),
+    Slash("/indicator", ("config.get:indicator",), r"indicator: \S+"),
+    Slash("/details", ("config.get:details_mode",), r"details: \w+"),
+    Slash("/yolo", ("config.set:yolo",), r"yolo on"),
+    Slash("/yolo", ("config.set:yolo",), r"yolo off"),
+    Slash("/compact", ("config.set:compact",), r"compact on"),
+    Slash("/compact", ("config.set:compact",), r"compact off"),
     Slash("/reload", ("reload.env",), r"reloaded \.env"),
     Slash("/reload-mcp", ("reload.mcp",), r"MCP servers reloaded|reload complete|reload-mcp"),
     Slash("/rollback", ("rollback.list",), r"checkpoints are not enabled|no checkpoints found|Rollback"),

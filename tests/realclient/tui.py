@@ -23,11 +23,15 @@ ERROR_LINE = re.compile(r"error: [^\n]{0,120}")
 ANSI = re.compile(r"\x1b(?:\[([0-?]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
+GAP = "\x00"
+
+
 def _plain(match: re.Match[str]) -> str:
-    """Text for an escape sequence: cursor-forward is spaces, other cursor moves end the line."""
+    """Text for an escape sequence: cursor-forward is a gap of as many cells (spaces, or cells the
+    client left as they were), other cursor moves end the line."""
     params, final = match.group(1), match.group(2)
     if final == "C":
-        return " " * (int(params) if params.isdigit() else 1)
+        return GAP * (int(params) if params and params.isdigit() else 1)
     return "\n" if final and final in "ABEFGHdf" else ""
 
 
@@ -106,20 +110,33 @@ class Tui:
         return ANSI.sub(_plain, raw)
 
     def error_lines(self) -> list[str]:
-        """Distinct ``error: ...`` texts the client has shown so far (screen and scrolled-away)."""
-        seen: list[str] = []
-        for text in (self.output(), self.screen()):
+        """Distinct ``error: ...`` texts the client has shown so far, on screen or scrolled away.
+
+        From the output log a line may have gaps (cursor moved forward over spaces, or over cells
+        that did not change); such a line is reported (gaps as spaces) unless it is a gapped copy
+        of a complete one.
+        """
+        whole: list[str] = []
+        gapped: list[str] = []
+        for text in (self.screen(), self.output()):
             for match in ERROR_LINE.finditer(text):
-                line = re.split(r"\s{2,}|[│║┃]", match.group(0))[0].strip()
-                if line not in seen:
-                    seen.append(line)
-        return seen
+                line = re.split(r"\s{2,}|[│║┃]|\x00{2,}", match.group(0))[0].strip().strip(GAP)
+                (gapped if GAP in line else whole).append(line)
+        seen = list(dict.fromkeys(whole))
+        for line in dict.fromkeys(gapped):
+            pattern = re.compile(".".join(re.escape(part) for part in line.split(GAP)))
+            plain = line.replace(GAP, " ")
+            if not any(pattern.fullmatch(full) for full in seen):
+                seen.append(plain)
+        return list(dict.fromkeys(" ".join(line.split()) for line in seen))
 
     def composer(self) -> str | None:
-        """The input line's text, or None while an overlay (picker, prompt, pager) replaces it."""
+        """The input line's text, or None while an overlay (picker, prompt, pager) replaces it.
+
+        The prompt is ``>``, or ``$`` once the line starts with ``!`` (the shell escape)."""
         lines = [line for line in self.screen().splitlines() if line.strip()]
         last = lines[-1].strip() if lines else ""
-        return last[1:].strip() if last.startswith(">") else None
+        return last[1:].strip() if last[:1] in (">", "$") else None
 
     def idle_prompt(self) -> bool:
         """The composer is shown: no overlay is open."""
