@@ -261,6 +261,8 @@ SLASH = [
     Slash("/yolo", ("config.set:yolo",), r"yolo off"),
     Slash("/compact", ("config.set:compact",), r"compact on"),
     Slash("/compact", ("config.set:compact",), r"compact off"),
+    Slash("/statusbar bottom", ("config.set:statusbar",), r"status bar bottom"),
+    Slash("/mouse on", ("config.set:mouse",), r"mouse tracking \w+"),
     Slash("/reload", ("reload.env",), r"reloaded \.env"),
     Slash("/reload-mcp", ("reload.mcp",), r"MCP servers reloaded|reload complete|reload-mcp"),
     Slash("/rollback", ("rollback.list",), r"checkpoints are not enabled|no checkpoints found|Rollback"),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +57,9 @@ class Tui:
         workdir.mkdir(parents=True, exist_ok=True)
         home = workdir / "home"
         home.mkdir(exist_ok=True)
-        self.socket = workdir / "tmux.sock"
+        # A unix socket path must stay short (108 bytes): not under a deep pytest directory.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="rc-tmux-"))
+        self.socket = self._socket_dir / "sock"
         self.output_log = workdir / "output.log"
         conf = workdir / "tmux.conf"
         conf.write_text(TMUX_CONF)
@@ -209,6 +213,7 @@ class Tui:
             if not _running(self.pid):
                 break
         subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True, timeout=10)
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 def _running(pid: int) -> bool:
