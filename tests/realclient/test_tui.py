@@ -261,7 +261,7 @@ SLASH = [
     Slash("/yolo", ("config.set:yolo",), r"yolo off"),
     Slash("/compact", ("config.set:compact",), r"compact on"),
     Slash("/compact", ("config.set:compact",), r"compact off"),
-    Slash("/statusbar bottom", ("config.set:statusbar",), r"status bar bottom"),
+    Slash("/statusbar top", ("config.set:statusbar",), r"status bar top"),
     Slash("/mouse on", ("config.set:mouse",), r"mouse tracking \w+"),
     Slash("/reload", ("reload.env",), r"reloaded \.env"),
     Slash("/reload-mcp", ("reload.mcp",), r"MCP servers reloaded|reload complete|reload-mcp"),
@@ -276,11 +276,19 @@ SLASH = [
 ]
 
 
+@pytest.mark.timeout(300)
 def test_slash_commands(tui: Tui, proxy: RecordingProxy, client_cwd: Path) -> None:
     """Every gateway-backed slash command answers without an error and shows its result."""
     reply(tui, proxy, "first prompt", r"You said: first prompt")
     reply(tui, proxy, "second prompt", r"You said: second prompt")
-    failures = [failure for step in SLASH if (failure := run_slash(tui, proxy, step))]
+    failures = []
+    for step in SLASH:
+        failure = run_slash(tui, proxy, step)
+        if failure:
+            failures.append(failure)
+        if not tui.idle_prompt():
+            failures.append(f"stopped after {step.text}: no composer to type into:\n{tui.screen()}")
+            break
     saved = proxy.calls("session.save")
     if saved and saved[-1].response and "result" in saved[-1].response:
         path = Path(saved[-1].response["result"]["file"])
