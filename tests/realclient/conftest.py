@@ -56,10 +56,10 @@ def open_tui(tui_entry: Path, proxy: RecordingProxy, tmp_path: Path) -> Iterator
         before = len(proxy.calls("session.create"))
         tui = Tui(tui_entry, proxy.url + query, tmp_path / name, name, cols, rows)
         started.append(tui)
-        proxy.wait(
-            lambda p: any(x.response is not None for x in p.calls("session.create")[before:]),
+        tui.wait(
+            lambda: any(x.response is not None for x in proxy.calls("session.create")[before:]),
             STARTUP_TIMEOUT_S,
-            f"{name}: session.create answered",
+            "session.create answered",
         )
         tui.wait_screen(re.compile(r"Session: \w+"), STARTUP_TIMEOUT_S)
         tui.wait_screen(re.compile(r"^ ─ ready", re.M), STARTUP_TIMEOUT_S)

@@ -1,6 +1,6 @@
 """Drive the real terminal UI like a person: a private tmux server, keys in, screen out.
 
-Each client runs in its own tmux server (``-S`` socket in the test's temporary directory) so
+Each client runs in its own tmux server (``-S`` socket in a private temporary directory) so
 nothing touches anyone's tmux. ``pipe-pane`` copies every byte the client writes to a log: the
 UI is a full-screen app that scrolls its own transcript, so the log, not tmux's history, is
 where a line that scrolled away can still be found.
