@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.realclient.checks import assert_clean, problems
+from tests.realclient.checks import assert_clean, error_summary, problems, settled
 from tests.realclient.proxy import RecordingProxy
 from tests.realclient.tui import Tui
 
@@ -257,8 +257,6 @@ SLASH = [
     Slash("/verbose", ("config.set:verbose",), None),
     Slash("/indicator", ("config.get:indicator",), r"indicator: \S+"),
     Slash("/details", ("config.get:details_mode",), r"details: \w+"),
-    Slash("/yolo", ("config.set:yolo",), r"yolo on"),
-    Slash("/yolo", ("config.set:yolo",), r"yolo off"),
     Slash("/compact", ("config.set:compact",), r"compact on"),
     Slash("/compact", ("config.set:compact",), r"compact off"),
     Slash("/statusbar top", ("config.set:statusbar",), r"status bar top"),
@@ -383,3 +381,19 @@ def test_picker_status_words(open_tui: Callable[..., Tui], proxy: RecordingProxy
     watcher.wait(lambda: row_says(watcher, title, "✓ idle"), 15, "row `idle`")
     watcher.close_overlays()
     assert_clean(proxy, worker, watcher)
+
+
+def test_yolo_is_refused_with_a_clear_line_by_default(tui: Tui, proxy: RecordingProxy) -> None:
+    """Approvals stay on unless the deployment allows turning them off: /yolo is an explicit user
+    action, answered with one clear error (docs/compatibility.md lists it)."""
+    reply(tui, proxy, "hello", r"You said: hello")
+    since = len(proxy.exchanges())
+    tui.submit("/yolo")
+    exchange = proxy.wait_answer("config.set", since, 20, where=lambda x: x.params.get("key") == "yolo")
+    assert exchange.error is not None and exchange.error["code"] == 4002
+    assert "ALLOW_APPROVAL_OFF" in exchange.error["message"]
+    tui.wait_screen(r"not allowed by this deployment", 15)
+    refused = (exchange.conn, exchange.id)
+    others = [x for x in settled(proxy) if x.error is not None and (x.conn, x.id) != refused]
+    assert not others, error_summary(others)
+    assert [line for line in tui.error_lines() if "deployment" not in line] == []
