@@ -156,8 +156,17 @@ def steer(live: LiveSession, text: str) -> str:
 def start(live: LiveSession, text: str, observer: Any = None) -> None:
     """Store the prompt, then start its turn thread (caller holds ``live.lock``; no turn runs)."""
     history = list(live.messages)
-    service.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
-    _auto_title(live, text)
+    title = "" if live.title else auto_title(text)
+    if title and not live.stored:
+        live.title = title  # stored with the session's first row, in the same write as the prompt
+    try:
+        service.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
+    except BaseException:
+        if title and live.title == title and not live.stored:
+            live.title = ""
+        raise
+    if title:
+        service.set_title(live, title, stored=live.title == title)
     ctx = TurnContext(live, text, history, observer)
     ctx.attachments, live.attachments = live.attachments, []
     live.turn = ctx
@@ -246,11 +255,8 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
                 live.idle.set()
 
 
-def _auto_title(live: LiveSession, prompt: str) -> None:
-    if live.title:
-        return
+def auto_title(prompt: str) -> str:
+    """A title from the first prompt: its text lines (directives when there is no text), shortened."""
     lines = [line.strip() for line in prompt.splitlines() if line.strip()]
     text_lines = [line for line in lines if not line.startswith("!")] or lines
-    title = " ".join(" ".join(text_lines).split())[:AUTO_TITLE_CHARS]
-    if title:
-        service.set_title(live, title)
+    return " ".join(" ".join(text_lines).split())[:AUTO_TITLE_CHARS]
