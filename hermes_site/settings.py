@@ -21,6 +21,14 @@ Environment variables:
                         AGENT_OPTIONS are merged key by key), e.g. the limits:
                         {"RATE_LIMIT": {"rate": 100, "burst": 400}, "MAX_SESSIONS_PER_USER": 200}
     LOG_LEVEL           root log level (default INFO)
+    LOG_FORMAT          "plain" (default) or "json": one JSON object a line with the connection,
+                        session and request ids (ws_gateway.logs)
+    CSRF_TRUSTED_ORIGINS  comma-separated origins of form posts through a proxy or over HTTPS,
+                        e.g. https://gateway.example,http://localhost:8080 (the admin's login)
+    METRICS_ALLOW       comma-separated networks (CIDR) that may read /metrics besides staff users
+                        (default: loopback)
+    GATEWAY_PROXY_HEADERS  "1": gateway_workers runs daphne with --proxy-headers (client address and
+                        scheme from X-Forwarded-For/-Proto); only behind a proxy that sets them
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ DEBUG = _env("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = [
     h.strip() for h in _env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "daphne",
@@ -172,7 +181,10 @@ WS_GATEWAY = {
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
     "REDIS_OPTIONS": _redis_resilience if _redis_url else {},
+    "PROXY_HEADERS": _env("GATEWAY_PROXY_HEADERS") == "1",
 }
+if _env("METRICS_ALLOW"):
+    WS_GATEWAY["METRICS_ALLOW"] = [n.strip() for n in _env("METRICS_ALLOW").split(",") if n.strip()]
 _overrides = json.loads(_env("GATEWAY_SETTINGS", "{}"))
 # AGENT_OPTIONS merge key by key, so GATEWAY_SETTINGS can add e.g. timeout_s to the OPENAI_* ones.
 WS_GATEWAY["AGENT_OPTIONS"] = {**WS_GATEWAY["AGENT_OPTIONS"], **_overrides.pop("AGENT_OPTIONS", {})}
@@ -198,8 +210,18 @@ LOGOUT_REDIRECT_URL = "ws_gateway_console"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"gateway": {"()": "ws_gateway.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ws_gateway.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if _env("LOG_FORMAT") == "json" else "plain",
+            "filters": ["gateway"],
+        }
+    },
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}},
 }

@@ -15,3 +15,12 @@ class WsGatewayConfig(AppConfig):
         from .writes import tune_connection
 
         connection_created.connect(tune_connection, dispatch_uid="ws_gateway.writes.tune_connection")
+        _watch_gauges()
+
+
+def _watch_gauges() -> None:
+    from . import metrics
+    from .agent.pending import pending
+    from .sessions.registry import registry
+
+    metrics.watch_gauges(registry.__len__, registry.running_count, pending.__len__)

@@ -27,7 +27,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ids
+from . import ids, metrics
 from .conf import gateway_settings
 from .outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
 from .sessions.eventlog import LoggedEvent, Replay
@@ -197,12 +197,14 @@ class Cluster:
                 await self.redis.set(f"wsg:w:{self.channel}", "1", px=lease_ms)
                 await self._detach_lost_clients()
             except Exception:
+                metrics.redis_errors.labels("heartbeat").inc()
                 log.warning("worker heartbeat failed", exc_info=True)
             for live in registry.all():
                 try:
                     if not await script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms]):
                         await self.claim(live.id, live.key, live.owner_id)
                 except Exception:
+                    metrics.redis_errors.labels("lease").inc()
                     log.warning("lease renewal failed session=%s", live.id, exc_info=True)
                     break
             await asyncio.sleep(renew_interval())
@@ -317,6 +319,7 @@ class Cluster:
         try:
             await self.layer.send(owner, message)
         except Exception:
+            metrics.redis_errors.labels("send").inc()
             log.warning("could not reach worker %s", owner, exc_info=True)
 
     async def _receive(self) -> None:
@@ -326,6 +329,7 @@ class Cluster:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.redis_errors.labels("receive").inc()
                 log.warning("worker channel receive failed", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
