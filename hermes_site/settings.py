@@ -34,6 +34,7 @@ Environment variables:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -200,12 +201,18 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # Serve straight from the apps' static folders, so the README's run command needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
 # Without collectstatic there is no STATIC_ROOT yet; the finders serve everything then.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+# (Raised from whitenoise, attributed to the Django handler that built the middleware.)
+warnings.filterwarnings("ignore", message="No directory at: .*static")
 
 # The console's login (ws_gateway.urls); after it, and after logout, back to the console.
 LOGIN_URL = "ws_gateway_login"
 LOGIN_REDIRECT_URL = "ws_gateway_console"
 LOGOUT_REDIRECT_URL = "ws_gateway_console"
+
+_LOG_FORMAT = "json" if _env("LOG_FORMAT") == "json" else "plain"
+if _LOG_FORMAT == "json":
+    # Python warnings become log records too, so every line on stderr is JSON.
+    logging.captureWarnings(True)
 
 LOGGING = {
     "version": 1,
@@ -218,7 +225,7 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "json" if _env("LOG_FORMAT") == "json" else "plain",
+            "formatter": _LOG_FORMAT,
             "filters": ["gateway"],
         }
     },
