@@ -68,9 +68,8 @@ class Browser:
     def post_form(self, path: str, page: str, fields: dict[str, str]) -> tuple[int, dict[str, str], str]:
         """POST ``fields`` with the CSRF token of ``page`` (the form it came from), as a browser would."""
         token = csrf_token(page)
-        return self.request(
-            path, {"csrfmiddlewaretoken": token, **fields}, headers={"Referer": self.base + path}
-        )
+        headers = {"Origin": self.base, "Referer": self.base + path}
+        return self.request(path, {"csrfmiddlewaretoken": token, **fields}, headers=headers)
 
     def login(self, username: str, password: str) -> str:
         status, _, page = self.request("/admin/login/")
