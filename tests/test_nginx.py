@@ -2,7 +2,7 @@
 processes: admin login (CSRF) and styles, a socket authenticated by ``?token=``, no token in any
 log file, and the clients' real addresses in the workers' logs (X-Forwarded-For, --proxy-headers).
 
-Needs Debian's nginx (``apt-get install nginx-light``): ``pytest -m nginx``.
+Needs Debian's nginx (``apt-get install nginx``): ``pytest -m nginx``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def nginx_binary() -> str:
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
     )
     if found is None:
-        pytest.fail("the nginx tier needs nginx: apt-get install nginx-light (.ci/run installs it)")
+        pytest.fail("the nginx tier needs nginx: apt-get install nginx (.ci/run installs it)")
     return found
 
 
