@@ -95,9 +95,9 @@ async def remote(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
     try:
         reply = await cluster.forward(owner.channel, session_id, message)
     except (TimeoutError, OwnerGone):
-        metrics.forwarded_calls.labels("owner_silent").inc()
+        metrics.forwarded["owner_silent"].inc()
         raise OwnerSilent(owner.channel) from None
-    metrics.forwarded_calls.labels("error" if "error" in reply else "ok").inc()
+    metrics.forwarded["error" if "error" in reply else "ok"].inc()
     for sid, baseline, server_requests in reply.get("subscriptions", []):
         call.subscribe(sid, baseline, server_requests)
     if "error" in reply:

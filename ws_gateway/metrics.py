@@ -40,6 +40,8 @@ closes = Counter("ws_gateway_closes", "Closed WebSocket connections, by close co
 forwarded_calls = Counter(
     "ws_gateway_forwarded_calls", "Calls forwarded to the session's owner, by outcome", ["outcome"]
 )
+# Resolved once: a labelled child costs ~1.5 µs to look up, its inc ~0.3 µs.
+forwarded = {outcome: forwarded_calls.labels(outcome) for outcome in ("ok", "error", "owner_silent")}
 redis_errors = Counter("ws_gateway_redis_errors", "Failed Redis operations of the cluster, by kind", ["op"])
 turn_duration = Histogram(
     "ws_gateway_turn_duration_seconds",
