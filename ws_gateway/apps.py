@@ -10,8 +10,18 @@ class WsGatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Importing registers the built-in RPC methods, the system checks and the cluster's router.
-        from . import checks, forwarding, methods  # noqa: F401
+        # Importing registers the built-in RPC methods, the system checks, the cluster's router and
+        # the live-session requests every worker answers.
+        from . import checks, forwarding, live_sessions, methods  # noqa: F401
         from .writes import tune_connection
 
         connection_created.connect(tune_connection, dispatch_uid="ws_gateway.writes.tune_connection")
+        _watch_gauges()
+
+
+def _watch_gauges() -> None:
+    from . import metrics
+    from .agent.pending import pending
+    from .sessions.registry import registry
+
+    metrics.watch_gauges(registry.__len__, registry.running_count, pending.__len__)

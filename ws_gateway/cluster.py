@@ -23,11 +23,11 @@ import itertools
 import json
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ids
+from . import ids, metrics
 from .conf import gateway_settings
 from .outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
 from .sessions.eventlog import LoggedEvent, Replay
@@ -83,6 +83,8 @@ class Cluster:
         self._corr = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         self._missing: dict[str, int] = {}  # workers missing their heartbeat, and for how many checks
+        # Other message types a worker answers (:meth:`ask`), e.g. the admin's live-session requests.
+        self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -197,12 +199,14 @@ class Cluster:
                 await self.redis.set(f"wsg:w:{self.channel}", "1", px=lease_ms)
                 await self._detach_lost_clients()
             except Exception:
+                metrics.redis_errors.labels("heartbeat").inc()
                 log.warning("worker heartbeat failed", exc_info=True)
             for live in registry.all():
                 try:
                     if not await script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms]):
                         await self.claim(live.id, live.key, live.owner_id)
                 except Exception:
+                    metrics.redis_errors.labels("lease").inc()
                     log.warning("lease renewal failed session=%s", live.id, exc_info=True)
                     break
             await asyncio.sleep(renew_interval())
@@ -277,6 +281,22 @@ class Cluster:
         finally:
             self._replies.pop(corr, None)
 
+    async def ask(self, worker: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send ``message`` (a type in :attr:`handlers`) to a worker and wait for its reply."""
+        corr = f"{self.channel}:{next(self._corr)}"
+        future = self.loop.create_future()
+        self._replies[corr] = future
+        try:
+            await self.layer.send(worker, {**message, "corr": corr, "reply_to": self.channel})
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._replies.pop(corr, None)
+
+    async def workers(self) -> list[str]:
+        """The worker channels whose heartbeat is current (every live process of the cluster)."""
+        prefix = "wsg:w:"
+        return sorted([key[len(prefix) :] async for key in self.redis.scan_iter(match=prefix + "*")])
+
     async def alive(self, worker: str) -> bool:
         """Whether a worker's heartbeat (renewed with its leases) is current."""
         return bool(await self.redis.exists(f"wsg:w:{worker}"))
@@ -317,6 +337,7 @@ class Cluster:
         try:
             await self.layer.send(owner, message)
         except Exception:
+            metrics.redis_errors.labels("send").inc()
             log.warning("could not reach worker %s", owner, exc_info=True)
 
     async def _receive(self) -> None:
@@ -326,6 +347,7 @@ class Cluster:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.redis_errors.labels("receive").inc()
                 log.warning("worker channel receive failed", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
@@ -341,6 +363,8 @@ class Cluster:
                 self._spawn(self._serve(message))
             elif kind in (DETACH, CLIENT_REPLY):
                 self._spawn(self._serve_notice(message))
+            elif kind in self.handlers:
+                self._spawn(self._serve_request(message))
 
     async def _serve(self, message: dict[str, Any]) -> None:
         from .forwarding import run_forwarded
@@ -350,6 +374,14 @@ class Cluster:
         except Exception:
             log.exception("forwarded call failed method=%s", message.get("method"))
             reply = {"text": None}
+        await self.tell(message["reply_to"], {"type": REPLY, "corr": message["corr"], **reply})
+
+    async def _serve_request(self, message: dict[str, Any]) -> None:
+        try:
+            reply = await self.handlers[message["type"]](message)
+        except Exception:
+            log.exception("%s failed", message["type"])
+            reply = {"error": "failed"}
         await self.tell(message["reply_to"], {"type": REPLY, "corr": message["corr"], **reply})
 
     async def _serve_notice(self, message: dict[str, Any]) -> None:

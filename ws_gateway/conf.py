@@ -197,6 +197,15 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_BUSY_TIMEOUT_S": 30.0,
     # Bytes a socket may have unsent (server buffers) before it is closed as a slow consumer (4008).
     "OUTBOUND_MAX_BYTES": 8 * 1024 * 1024,
+    # Client networks (CIDR) that may read /metrics; staff users may too. Loopback by default: a
+    # Prometheus on the same host (or the container's network, e.g. "172.16.0.0/12") scrapes each
+    # worker's own port. Behind a proxy that sets X-Forwarded-For (daphne --proxy-headers), the
+    # address is the original client's, so the proxy should not pass /metrics on (deploy/nginx.conf).
+    "METRICS_ALLOW": ["127.0.0.1/32", "::1/128"],
+    # gateway_workers starts daphne with --proxy-headers: the client address and scheme come from
+    # X-Forwarded-For / X-Forwarded-Proto. Only behind a proxy that sets them (deploy/nginx.conf);
+    # a client that reaches a worker directly could claim any address.
+    "PROXY_HEADERS": False,
 }
 
 

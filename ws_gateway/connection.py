@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .backpressure import TransportView
 from .cluster import cluster
 from .conf import gateway_settings
@@ -81,6 +82,7 @@ class Connection:
         """Write (or queue) a frame for the socket, in order. Never blocks."""
         if self.closed:
             return
+        metrics.frames_sent.inc()
         if self._transport is not None and not self._out:
             try:
                 self._transport.send_now(text)

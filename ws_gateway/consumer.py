@@ -18,7 +18,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import __version__, forwarding, framing, lifecycle, origins, skins, workers
+from . import __version__, forwarding, framing, lifecycle, logs, metrics, origins, skins, workers
 from .auth import Identity, identify
 from .backpressure import TransportView, server_send, transport_view
 from .cluster import cluster, connection_id
@@ -86,6 +86,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     transport: TransportView | None = None
     dispatcher: Dispatcher | None = None
     close_reason = "not_connected"
+    counted = False  # in the connections gauge
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # One source of messages (the socket): a plain loop instead of Channels'
@@ -144,6 +145,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             close=self.close,
             transport=self.transport,
         )
+        # This task's lines (and those of the tasks it starts) name the connection.
+        logs.conn_id.set(self.conn.id)
         try:
             await self.send(text_data=event_frame({"type": "gateway.ready", "payload": ready_payload()}))
         except Exception:
@@ -152,6 +155,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.close_reason = "connected"
+        metrics.connections.inc()
+        self.counted = True
         connections[self.conn.id] = self.conn
         outbox.connections.add(self.conn)
         self.dispatcher = Dispatcher(self.conn)
@@ -175,7 +180,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.dispatcher.handle_binary()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        metrics.closes.labels(str(message.get("code"))).inc()
         conn = self.conn
+        if self.counted:
+            metrics.connections.dec()
         if conn is not None:
             if self.transport is not None and self.transport.refused_too_large:
                 self.close_reason = "message_too_large"

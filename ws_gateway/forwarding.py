@@ -15,7 +15,7 @@ import logging
 from concurrent.futures import Executor
 from typing import Any
 
-from . import workers
+from . import metrics, workers
 from .cluster import DETACH, Owner, OwnerGone, RemoteConnection, cluster
 from .conf import gateway_settings
 from .ids import STORED_ID_RE
@@ -95,7 +95,9 @@ async def remote(call: Call, owner: Owner, session_id: str) -> dict[str, Any]:
     try:
         reply = await cluster.forward(owner.channel, session_id, message)
     except (TimeoutError, OwnerGone):
+        metrics.forwarded["owner_silent"].inc()
         raise OwnerSilent(owner.channel) from None
+    metrics.forwarded["error" if "error" in reply else "ok"].inc()
     for sid, baseline, server_requests in reply.get("subscriptions", []):
         call.subscribe(sid, baseline, server_requests)
     if "error" in reply:
@@ -121,7 +123,8 @@ async def run_forwarded(message: dict[str, Any]) -> dict[str, Any]:
 
     def invoke() -> dict[str, Any]:
         try:
-            result = workers.with_db(spec.handler, call)
+            with dispatch.bind_call(call):
+                result = workers.with_db(spec.handler, call)
         except RpcError as exc:
             return {"error": exc.to_error()}
         return {"result": result if result is not None else {}}
@@ -140,6 +143,7 @@ async def detach_remote(conn_id: str, session_ids: list[str]) -> None:
         try:
             owner = await cluster.locate(session_id)
         except Exception:
+            metrics.redis_errors.labels("locate").inc()
             log.warning("could not locate session=%s to detach", session_id, exc_info=True)
             continue
         if owner is not None and owner.channel and owner.channel != cluster.channel:

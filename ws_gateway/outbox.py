@@ -29,7 +29,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from . import framing, ids
+from . import framing, ids, metrics
 from .conf import gateway_settings
 from .sessions.eventlog import EventLogStore, LoggedEvent
 
@@ -170,6 +170,7 @@ class Stream:
         self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
     ) -> None:
         self.seq += 1
+        metrics.events.inc()
         params = self._params(type_, payload, self.seq)
         params, text = self._fit(type_, params, event_frame(params))
         message = {
@@ -221,12 +222,14 @@ class Stream:
                     await cluster.append(self.session_id, [event for _, event in batch])
                 except Exception:
                     # Redis is down: keep serving this process's clients; replay covers the rest.
+                    metrics.redis_errors.labels("append").inc()
                     log.warning("durable log append failed session=%s", self.session_id, exc_info=True)
                 for message, event in batch:
                     self._deliver(event)
                     try:
                         await layer.group_send(self.group, message)
                     except Exception:
+                        metrics.redis_errors.labels("publish").inc()
                         log.warning(
                             "publish failed session=%s seq=%s", self.session_id, event.seq, exc_info=True
                         )

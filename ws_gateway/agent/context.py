@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import ids
+from .. import ids, metrics
 from ..outbox import emit
 from ..rpc.errors import RpcError
 from ..sessions.live import LiveSession
@@ -42,6 +42,8 @@ class TurnContext:
         # Commands a person approved during this turn (not asked twice).
         self.approved_commands: set[str] = set()
         self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self._first_token = True
 
     # -- state -----------------------------------------------------------
 
@@ -73,6 +75,9 @@ class TurnContext:
 
     def delta(self, text: str) -> None:
         if text:
+            if self._first_token:
+                self._first_token = False
+                metrics.first_token.observe(time.monotonic() - self.started)
             self.reply_parts.append(text)
             self.emit("message.delta", {"text": text})
 

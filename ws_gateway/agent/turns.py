@@ -15,7 +15,7 @@ from typing import Any
 
 from django import db
 
-from .. import framing
+from .. import framing, logs, metrics
 from ..conf import gateway_settings
 from ..outbox import emit
 from ..rpc.errors import (
@@ -179,7 +179,8 @@ def start(live: LiveSession, text: str, observer: Any = None) -> None:
 
 def _run(live: LiveSession, ctx: TurnContext) -> None:
     try:
-        _run_turn(live, ctx)
+        with logs.bound(session=live.id):
+            _run_turn(live, ctx)
     finally:
         db.connections.close_all()  # this thread's own connections
 
@@ -236,6 +237,7 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
     if ctx.reasoning_parts:
         payload["reasoning"] = row["reasoning"]
     emit(live.id, "message.complete", payload)
+    metrics.turn_duration.labels(status).observe(time.monotonic() - ctx.started)
     with live.lock:
         live.config["last_status"] = status
         live.turn = None

@@ -22,7 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import framing, workers
+from .. import framing, logs, workers
 from ..conf import gateway_settings
 from ..outbox import encode
 from . import errors
@@ -308,6 +308,19 @@ async def _route(spec: MethodSpec, call: Call, executor: Any) -> dict[str, Any] 
 
 def _invoke(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None = None) -> str:
     """Runs on a worker thread: the handler (or the owner's outcome), mapped to an encoded response."""
+    with bind_call(call):
+        return _invoke_bound(spec, call, routed)
+
+
+def bind_call(call: Call) -> Any:
+    """Log lines while ``call`` runs name its connection, session and request."""
+    target = call.params.raw("session_id")
+    return logs.bound(
+        conn=call.conn.id, session=target if isinstance(target, str) else None, request=call.request_id
+    )
+
+
+def _invoke_bound(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None) -> str:
     try:
         if isinstance(routed, Exception):
             raise routed
