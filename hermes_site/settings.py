@@ -157,5 +157,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}},
+    # daphne.server says where it listens ("Listening on TCP address ..."); the rest of daphne is noisy.
+    "loggers": {"daphne": {"level": "WARNING"}, "daphne.server": {"level": "INFO"}},
 }
