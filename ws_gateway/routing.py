@@ -1,9 +1,9 @@
 """WebSocket routes of the app, and the ASGI application a host project mounts in one call:
 
-    # asgi.py of the host project
-    django_asgi_app = get_asgi_application()   # first: it sets Django up
-    from ws_gateway.routing import gateway_application
-    application = gateway_application(django_asgi_app)
+# asgi.py of the host project
+django_asgi_app = get_asgi_application()   # first: it sets Django up
+from ws_gateway.routing import gateway_application
+application = gateway_application(django_asgi_app)
 """
 
 from typing import Any
