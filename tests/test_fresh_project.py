@@ -78,7 +78,10 @@ def test_the_readme_in_a_fresh_project(project: tuple[Path, dict[str, str]], ven
     site, env = project
     # The wheel carries the app and nothing else of the checkout.
     python = str(venv / "bin" / "python")
-    probe = "import importlib.util as u; print([bool(u.find_spec(m)) for m in ('hermes_site', 'tests', 'openai')])"
+    probe = (
+        "import importlib.util as u; "
+        "print([bool(u.find_spec(m)) for m in ('hermes_site', 'tests', 'openai')])"
+    )
     assert run([python, "-c", probe], tmp_path, env=env).stdout.strip() == "[False, False, False]"
 
     commands = readme_blocks()["commands"][1].strip().splitlines()
