@@ -97,7 +97,7 @@ DEFAULTS: dict[str, Any] = {
     # closes the socket with 4509 (the consumer sets daphne's/autobahn's own limits from this
     # on every accepted socket, so daphne's --websocket-max-* flags do not apply). Outbound,
     # nothing larger is sent: long results are paged, long streamed text is split into several
-    # events, and a response that still cannot fit becomes error 4131 (docs/protocol-paging.md).
+    # events, and a response that still cannot fit becomes error 4131 (docs/protocol.md).
     # 1 MiB is also the default receive limit of common clients (Python websockets). Keep it
     # at 64 KiB or more: every event and snapshot must fit with its envelope.
     "MAX_MESSAGE_BYTES": 1024 * 1024,
