@@ -41,6 +41,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from ws_gateway.conf import channel_layers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -117,53 +119,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_url = _env("REDIS_URL")
-if _redis_url:
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    # Ride out a Redis restart or blip: reconnect and retry instead of failing the call.
-    _redis_resilience = {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        "health_check_interval": 15,
-    }
-    if _env("REDIS_LAYER", "pubsub") == "core":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {
-                    # No socket timeout on the blocking pop (idle consumers would
-                    # die with 1011) and a pool that survives mass reconnects.
-                    "hosts": [
-                        {
-                            "address": _redis_url,
-                            "socket_timeout": None,
-                            "max_connections": 1000,
-                            **_redis_resilience,
-                        }
-                    ],
-                    "capacity": 10000,
-                    "expiry": 60,
-                },
-            }
-        }
-    else:
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [{"address": _redis_url, **_redis_resilience}]},
-            }
-        }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            # The default (100) silently drops streamed events under load.
-            "CONFIG": {"capacity": 10000},
-        }
-    }
+# In-memory for one process; with REDIS_URL the Redis layer with the measured settings.
+CHANNEL_LAYERS = channel_layers(_redis_url or None, _env("REDIS_LAYER", "pubsub"))
 
 WS_GATEWAY = {
     "AGENT": _env("GATEWAY_AGENT", "demo"),
@@ -181,7 +138,6 @@ WS_GATEWAY = {
     "ALLOWED_ORIGINS": [o.strip() for o in _env("GATEWAY_ALLOWED_ORIGINS").split(",") if o.strip()],
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
-    "REDIS_OPTIONS": _redis_resilience if _redis_url else {},
     "PROXY_HEADERS": _env("GATEWAY_PROXY_HEADERS") == "1",
 }
 if _env("METRICS_ALLOW"):
@@ -230,5 +186,6 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}},
+    # daphne.server says where it listens ("Listening on TCP address ..."); the rest of daphne is noisy.
+    "loggers": {"daphne": {"level": "WARNING"}, "daphne.server": {"level": "INFO"}},
 }

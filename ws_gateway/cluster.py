@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ids, metrics
-from .conf import gateway_settings
+from .conf import gateway_settings, redis_options
 from .outbox import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, outbox, session_group
 from .sessions.eventlog import LoggedEvent, Replay
 
@@ -108,8 +108,11 @@ class Cluster:
         try:
             import redis.asyncio as aioredis
 
+            options = gateway_settings.REDIS_OPTIONS
             self.redis = aioredis.Redis.from_url(
-                gateway_settings.REDIS_URL, decode_responses=True, **gateway_settings.REDIS_OPTIONS
+                gateway_settings.REDIS_URL,
+                decode_responses=True,
+                **(redis_options() if options is None else options),
             )
             # The default prefix: channels_redis core serves all local channels through one
             # receive lock, and a receiver on a prefix of its own would starve the others.

@@ -148,7 +148,7 @@ class Stream:
     def _fit(self, type_: str, params: dict[str, Any], text: str) -> tuple[dict[str, Any], str]:
         """An event too large for a frame loses its largest payload fields, named in
         ``payload.omitted`` (``message.complete.text`` is also the concatenation of the turn's
-        deltas and the transcript's row: see docs/protocol-paging.md)."""
+        deltas and the transcript's row: see docs/protocol.md)."""
         budget = framing.event_budget()
         if framing.fits(text, budget):
             return params, text

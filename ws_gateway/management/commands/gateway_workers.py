@@ -31,6 +31,8 @@ from django.core.management.base import BaseCommand
 
 from ws_gateway.conf import gateway_settings
 
+from ...checks import in_memory_workers_warnings
+
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
@@ -92,6 +94,8 @@ class Command(BaseCommand):
     ) -> None:
         if workers < 1:
             raise SystemExit("--workers must be at least 1")
+        for warning in in_memory_workers_warnings(workers):
+            self.stderr.write(f"{warning.id}: {warning.msg}\nHINT: {warning.hint}")
         if migrate:
             call_command("migrate", interactive=False, verbosity=0)
         app = settings.ASGI_APPLICATION.rsplit(".", 1)
