@@ -166,3 +166,9 @@ def test_manage_py_check_fails_on_an_error_and_openai_is_not_imported_for_the_de
         [sys.executable, "-c", probe], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_metrics_allow_must_hold_networks():
+    [error] = [m for m in messages(METRICS_ALLOW=["127.0.0.1/32", "not-a-net"]) if m.id.endswith("E016")]
+    assert "'not-a-net'" in error.msg
+    assert "ws_gateway.E016" not in ids(METRICS_ALLOW=["::1", "192.168.0.0/16"])

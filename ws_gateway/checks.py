@@ -17,6 +17,7 @@ the checks that only matter on a server).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from typing import Any
 
@@ -168,6 +169,29 @@ def rate_limit_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             hint='Use {"rate": REQUESTS_PER_SECOND, "burst": MAX_BURST} (numbers above 0), or None for '
             "no limit.",
             id="ws_gateway.E011",
+        )
+    ]
+
+
+@register(Tags.security)
+def metrics_allow_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """METRICS_ALLOW holds networks ("127.0.0.1/32"): a bad one would fail every /metrics request."""
+    value = _user_settings().get("METRICS_ALLOW", DEFAULTS["METRICS_ALLOW"])
+    if shape_problems(value, SCHEMA["METRICS_ALLOW"]):
+        return []  # settings_check reports the shape
+    bad = []
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            bad.append(network)
+    if not bad:
+        return []
+    return [
+        Error(
+            f"WS_GATEWAY['METRICS_ALLOW'] has entries that are not networks: {', '.join(map(repr, bad))}.",
+            hint='Use addresses or CIDR networks, e.g. ["127.0.0.1/32", "10.0.0.0/8"].',
+            id="ws_gateway.E016",
         )
     ]
 
