@@ -146,6 +146,7 @@ class GroupCommit:
         self._cv = threading.Condition()
         self._queue: list[_Pending] = []
         self._committing = False
+        self.commits = 0  # transactions attempted (a shared one that fails is followed by single ones)
 
     def run(self, call: Callable[[], R]) -> R:
         if connections[DEFAULT_DB_ALIAS].in_atomic_block:
@@ -161,7 +162,7 @@ class GroupCommit:
                 batch, self._queue = self._queue, []
                 self._cv.release()
                 try:
-                    _commit(batch)
+                    self.commits += _commit(batch)
                 finally:
                     for pending in batch:  # never leave a caller waiting on a unit that was lost
                         if not pending.done:
@@ -174,19 +175,19 @@ class GroupCommit:
         return item.result  # type: ignore[no-any-return]
 
 
-def _commit(batch: list[_Pending]) -> None:
+def _commit(batch: list[_Pending]) -> int:
+    """Commit ``batch`` (one transaction, or one per unit if that fails); the transactions tried."""
     try:
         results = write_unit(_run_all)(batch)
     except Exception as exc:
         if len(batch) == 1:
             batch[0].error, batch[0].done = exc, True
-            return
+            return 1
         log.info("a shared write of %d units failed (%s); running them one by one", len(batch), exc)
-        for item in batch:
-            _commit([item])
-        return
+        return 1 + sum(_commit([item]) for item in batch)
     for item, result in zip(batch, results, strict=True):
         item.result, item.done = result, True
+    return 1
 
 
 def _run_all(batch: list[_Pending]) -> list[Any]:
