@@ -209,7 +209,8 @@ class Cluster:
                 # One round trip for every lease (2,000 sessions: ~26 ms of loop time, not ~180 ms).
                 pipe = self.redis.pipeline(transaction=False)
                 for live in sessions:
-                    script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms], client=pipe)
+                    # Awaiting a script on a pipeline only queues it (EVALSHA, loaded first if needed).
+                    await script(keys=[f"wsg:o:{live.id}"], args=[self.channel, lease_ms], client=pipe)
                 renewed = await pipe.execute() if sessions else []
                 for live, ok in zip(sessions, renewed, strict=True):
                     if not ok:  # lapsed (a Redis restart, a long stall): take it again
