@@ -21,17 +21,28 @@ Environment variables:
                         AGENT_OPTIONS are merged key by key), e.g. the limits:
                         {"RATE_LIMIT": {"rate": 100, "burst": 400}, "MAX_SESSIONS_PER_USER": 200}
     LOG_LEVEL           root log level (default INFO)
+    LOG_FORMAT          "plain" (default) or "json": one JSON object a line with the connection,
+                        session and request ids (ws_gateway.logs)
+    CSRF_TRUSTED_ORIGINS  comma-separated origins of form posts through a proxy or over HTTPS,
+                        e.g. https://gateway.example,http://localhost:8080 (the admin's login)
+    METRICS_ALLOW       comma-separated networks (CIDR) that may read /metrics besides staff users
+                        (default: loopback)
+    GATEWAY_PROXY_HEADERS  "1": gateway_workers runs daphne with --proxy-headers (client address and
+                        scheme from X-Forwarded-For/-Proto); only behind a proxy that sets them
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+
+from ws_gateway.conf import channel_layers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,6 +56,7 @@ DEBUG = _env("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = [
     h.strip() for h in _env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "daphne",
@@ -108,53 +120,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_url = _env("REDIS_URL")
-if _redis_url:
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    # Ride out a Redis restart or blip: reconnect and retry instead of failing the call.
-    _redis_resilience = {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        "health_check_interval": 15,
-    }
-    if _env("REDIS_LAYER", "pubsub") == "core":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {
-                    # No socket timeout on the blocking pop (idle consumers would
-                    # die with 1011) and a pool that survives mass reconnects.
-                    "hosts": [
-                        {
-                            "address": _redis_url,
-                            "socket_timeout": None,
-                            "max_connections": 1000,
-                            **_redis_resilience,
-                        }
-                    ],
-                    "capacity": 10000,
-                    "expiry": 60,
-                },
-            }
-        }
-    else:
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [{"address": _redis_url, **_redis_resilience}]},
-            }
-        }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            # The default (100) silently drops streamed events under load.
-            "CONFIG": {"capacity": 10000},
-        }
-    }
+# In-memory for one process; with REDIS_URL the Redis layer with the measured settings.
+CHANNEL_LAYERS = channel_layers(_redis_url or None, _env("REDIS_LAYER", "pubsub"))
 
 WS_GATEWAY: dict[str, Any] = {
     "AGENT": _env("GATEWAY_AGENT", "demo"),
@@ -172,10 +139,12 @@ WS_GATEWAY: dict[str, Any] = {
     "ALLOWED_ORIGINS": [o.strip() for o in _env("GATEWAY_ALLOWED_ORIGINS").split(",") if o.strip()],
     "WORKER_ID": _env("GATEWAY_WORKER_ID"),
     "REDIS_URL": _redis_url or None,
-    "REDIS_OPTIONS": _redis_resilience if _redis_url else {},
     # SIGTERM drains (a deploy or gateway_workers stopping a worker): this project owns its processes.
     "DRAIN_ON_SIGTERM": True,
+    "PROXY_HEADERS": _env("GATEWAY_PROXY_HEADERS") == "1",
 }
+if _env("METRICS_ALLOW"):
+    WS_GATEWAY["METRICS_ALLOW"] = [n.strip() for n in _env("METRICS_ALLOW").split(",") if n.strip()]
 _overrides = json.loads(_env("GATEWAY_SETTINGS", "{}"))
 # AGENT_OPTIONS merge key by key, so GATEWAY_SETTINGS can add e.g. timeout_s to the OPENAI_* ones.
 WS_GATEWAY["AGENT_OPTIONS"] = {**WS_GATEWAY["AGENT_OPTIONS"], **_overrides.pop("AGENT_OPTIONS", {})}
@@ -191,18 +160,35 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # Serve straight from the apps' static folders, so the README's run command needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
 # Without collectstatic there is no STATIC_ROOT yet; the finders serve everything then.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+# (Raised from whitenoise, attributed to the Django handler that built the middleware.)
+warnings.filterwarnings("ignore", message="No directory at: .*static")
 
 # The console's login (ws_gateway.urls); after it, and after logout, back to the console.
 LOGIN_URL = "ws_gateway_login"
 LOGIN_REDIRECT_URL = "ws_gateway_console"
 LOGOUT_REDIRECT_URL = "ws_gateway_console"
 
+_LOG_FORMAT = "json" if _env("LOG_FORMAT") == "json" else "plain"
+if _LOG_FORMAT == "json":
+    # Python warnings become log records too, so every line on stderr is JSON.
+    logging.captureWarnings(True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"gateway": {"()": "ws_gateway.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ws_gateway.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": _LOG_FORMAT,
+            "filters": ["gateway"],
+        }
+    },
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}},
+    # daphne.server says where it listens ("Listening on TCP address ..."); the rest of daphne is noisy.
+    "loggers": {"daphne": {"level": "WARNING"}, "daphne.server": {"level": "INFO"}},
 }

@@ -66,9 +66,9 @@ class GatewayFactory:
             gateway = self._shared[key] = Gateway(self.env(layer, settings), self.logdir, f"shared-{layer}")
         return gateway
 
-    def new(self, layer: str = "memory", **settings: Any) -> Gateway:
-        """A gateway of the test's own (to kill, restart or configure)."""
-        gateway = Gateway(self.env(layer, settings), self.logdir, f"own-{layer}")
+    def new(self, layer: str = "memory", cwd: Path | None = None, **settings: Any) -> Gateway:
+        """A gateway of the test's own (to kill, restart or configure), its sessions working in ``cwd``."""
+        gateway = Gateway(self.env(layer, settings), self.logdir, f"own-{layer}", cwd)
         self._own.append(gateway)
         return gateway
 

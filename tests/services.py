@@ -97,8 +97,9 @@ class RedisServer:
 class Gateway:
     """A daphne process serving the test project on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], logdir: Path, name: str = "gw") -> None:
+    def __init__(self, env: dict[str, str], logdir: Path, name: str = "gw", cwd: Path | None = None) -> None:
         self.env = env
+        self.cwd = cwd or ROOT  # also the default working directory of its sessions
         self.port = free_port()
         self.log_path = logdir / f"{name}-{self.port}.log"
         self.proc: subprocess.Popen | None = None
@@ -125,7 +126,7 @@ class Gateway:
                     str(self.port),
                     "hermes_site.asgi:application",
                 ],
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

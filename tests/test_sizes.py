@@ -1,5 +1,5 @@
 """Real sizes on a real daphne: big sessions stay readable, nothing is dropped on the way out,
-every inbound message over the limit gets 4509 (docs/protocol-paging.md)."""
+every inbound message over the limit gets 4509 (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ws_gateway.checks import sqlite_warnings
-from ws_gateway.writes import immediate, write_unit
+from ws_gateway.models import ClientConfig
+from ws_gateway.writes import GroupCommit, immediate, write_unit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,3 +72,53 @@ def test_the_check_recommends_immediate_transactions_and_wal():
         "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
     }
     assert sqlite_warnings(tuned, tuning=False) == []
+
+
+def test_group_commit_shares_one_transaction_and_isolates_a_failing_unit():
+    """Units that queue while a commit runs are committed together; a bad one fails only its caller."""
+    group = GroupCommit()
+    held, release = threading.Event(), threading.Event()
+
+    def first() -> str:
+        ClientConfig.objects.create(owner_key="first")
+        held.set()
+        assert release.wait(30)
+        return "first"
+
+    def unit(name: str) -> str:
+        if name == "bad":
+            ClientConfig.objects.create(owner_key="first")  # unique: fails inside the shared commit
+        ClientConfig.objects.create(owner_key=name)
+        return name
+
+    results: dict[str, object] = {}
+
+    def call(name: str, fn) -> None:
+        try:
+            results[name] = group.run(fn)
+        except Exception as exc:
+            results[name] = exc
+        finally:
+            connections.close_all()
+
+    leader = threading.Thread(target=call, args=("first", first))
+    leader.start()
+    assert held.wait(30)
+    names = [f"u{i}" for i in range(8)] + ["bad"]
+    threads = [threading.Thread(target=call, args=(n, lambda n=n: unit(n))) for n in names]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(group._queue) < len(names):  # all queued behind the running commit
+        assert time.monotonic() < deadline, "units did not queue"
+        time.sleep(0.005)
+    release.set()
+    for thread in [leader, *threads]:
+        thread.join(30)
+    assert results["first"] == "first"
+    assert all(results[n] == n for n in names[:-1])
+    assert isinstance(results["bad"], IntegrityError)
+    stored = set(ClientConfig.objects.values_list("owner_key", flat=True))
+    assert stored == {"first", *names[:-1]}
+    # The queued units went as one shared transaction that failed on "bad", then one by one.
+    assert group.commits == 1 + 1 + len(names)

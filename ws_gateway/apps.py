@@ -12,13 +12,14 @@ class WsGatewayConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at module level: models may not be imported before apps are ready.
         # Importing registers the built-in RPC methods, the system checks and the receivers.
-        from . import checks, methods, processes  # noqa: F401
+        from . import checks, live_sessions, methods, metrics, processes  # noqa: F401
         from .agent import base, turns
         from .agent.pending import pending
         from .cluster import forwarding
         from .rpc import dispatch, forwarded
         from .rpc.registry import client_reply, on_client_reply
         from .sessions import work
+        from .sessions.registry import registry
         from .signals import session_stopping
         from .writes import tune_connection
 
@@ -32,3 +33,4 @@ class WsGatewayConfig(AppConfig):
         dispatch.install_router(forwarding.route)
         # After the methods' own handler (imported above): replies it does not know go to the owners.
         on_client_reply(forwarding.forward_reply)
+        metrics.watch_gauges(registry.__len__, registry.running_count, pending.__len__)

@@ -43,9 +43,14 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    """A fresh plain token (``gwt_`` and 43 URL-safe characters)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def issue_token(user: Any, name: str = "") -> str:
     """Create a token for ``user``; the plain token is returned once and not kept."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token()
     AccessToken.objects.create(user=user, name=name, digest=digest(token))
     return token
 

@@ -10,6 +10,8 @@ Changing ``settings.WS_GATEWAY`` (``override_settings`` in tests) resets it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -96,7 +98,7 @@ DEFAULTS: dict[str, Any] = {
     # closes the socket with 4509 (the consumer sets daphne's/autobahn's own limits from this
     # on every accepted socket, so daphne's --websocket-max-* flags do not apply). Outbound,
     # nothing larger is sent: long results are paged, long streamed text is split into several
-    # events, and a response that still cannot fit becomes error 4131 (docs/protocol-paging.md).
+    # events, and a response that still cannot fit becomes error 4131 (docs/protocol.md).
     # 1 MiB is also the default receive limit of common clients (Python websockets). Keep it
     # at 64 KiB or more: every event and snapshot must fit with its envelope.
     "MAX_MESSAGE_BYTES": 1024 * 1024,
@@ -179,8 +181,9 @@ DEFAULTS: dict[str, Any] = {
     "PROCESS_TAIL_CHARS": 4000,
     # Redis for the cluster (ownership, forwarding, durable replay); None = one process.
     "REDIS_URL": None,
-    # Extra keyword arguments of the cluster's redis.asyncio client (retry, timeouts, ...).
-    "REDIS_OPTIONS": {},
+    # Keyword arguments of the cluster's redis.asyncio client (retry, timeouts, ...); None = the
+    # measured defaults of redis_options() below (reconnect and retry through a Redis restart).
+    "REDIS_OPTIONS": None,
     # Seconds an owner's lease on a session lasts without renewal (renewed every third).
     "LEASE_S": 6.0,
     # Seconds a forwarded call may take before the caller gets an error. An owner that dies
@@ -200,7 +203,216 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_BUSY_TIMEOUT_S": 30.0,
     # Bytes a socket may have unsent (server buffers) before it is closed as a slow consumer (4008).
     "OUTBOUND_MAX_BYTES": 8 * 1024 * 1024,
+    # Client networks (CIDR) that may read /metrics; staff users may too. Loopback by default: a
+    # Prometheus on the same host (or the container's network, e.g. "172.16.0.0/12") scrapes each
+    # worker's own port. Behind a proxy that sets X-Forwarded-For (daphne --proxy-headers), the
+    # address is the original client's, so the proxy should not pass /metrics on (deploy/nginx.conf).
+    "METRICS_ALLOW": ["127.0.0.1/32", "::1/128"],
+    # gateway_workers starts daphne with --proxy-headers: the client address and scheme come from
+    # X-Forwarded-For / X-Forwarded-Proto. Only behind a proxy that sets them (deploy/nginx.conf);
+    # a client that reaches a worker directly could claim any address.
+    "PROXY_HEADERS": False,
 }
+
+
+@dataclass(frozen=True)
+class Field:
+    """The shape a ``WS_GATEWAY`` key must have (checked by ``manage.py check``, ws_gateway.checks)."""
+
+    types: tuple[type, ...]
+    #: None is allowed (besides ``types``).
+    nullable: bool = False
+    #: Numbers: the smallest allowed value (inclusive), and whether 0 is excluded.
+    minimum: float | None = None
+    positive: bool = False
+    #: Lists: the type of every item; dicts: the type of every value (numbers: above 0 when
+    #: ``positive_items``).
+    items: tuple[type, ...] | None = None
+    positive_items: bool = False
+    #: Dicts: the keys allowed, and those required.
+    keys: tuple[str, ...] | None = None
+    required: tuple[str, ...] = ()
+    #: Lists: the allowed items.
+    choices: tuple[Any, ...] | None = None
+
+
+NUMBER = (int, float)
+_COUNT = Field((int,), minimum=1)
+_CAP = Field((int,), minimum=0)  # 0 = no cap
+_SECONDS = Field(NUMBER, minimum=0)
+_POSITIVE_SECONDS = Field(NUMBER, positive=True)
+_FLAG = Field((bool,))
+_TEXT = Field((str,))
+_TEXTS = Field((list, tuple), items=(str,))
+
+# One entry per key of DEFAULTS (a test keeps them in step).
+SCHEMA: dict[str, Field] = {
+    "PATH": _TEXT,
+    "INLINE_WORKERS": _COUNT,
+    "POOL_WORKERS": _COUNT,
+    "BUILD_WORKERS": _COUNT,
+    "ORPHAN_GRACE_S": _SECONDS,
+    "STALE_TURN_S": _POSITIVE_SECONDS,
+    "IDLE_TTL_S": _POSITIVE_SECONDS,
+    "SWEEP_INTERVAL_S": _POSITIVE_SECONDS,
+    "MAX_LIVE_SESSIONS": _CAP,
+    "MAX_SESSIONS_PER_USER": _CAP,
+    "MAX_SESSIONS_PER_CONNECTION": _CAP,
+    "DELTA_FLUSH_MS": _SECONDS,
+    "EVENT_LOG_MAX_EVENTS": _COUNT,
+    "EVENT_LOG_MAX_BYTES": _COUNT,
+    "EVENT_LOG_MIN_EVENTS": _COUNT,
+    "EVENT_LOG_MIN_BYTES": _COUNT,
+    "EVENT_LOG_TOTAL_BYTES": _COUNT,
+    "OUTBOUND_MAX_FRAMES": _COUNT,
+    "MAX_RESUME_MESSAGES": _COUNT,
+    "CLOSE_WAIT_S": _SECONDS,
+    "ALLOW_ANONYMOUS": _FLAG,
+    "ALLOWED_ORIGINS": _TEXTS,
+    "RATE_LIMIT": Field(
+        (dict,),
+        nullable=True,
+        items=NUMBER,
+        positive_items=True,
+        keys=("rate", "burst"),
+        required=("rate", "burst"),
+    ),
+    "MAX_MESSAGE_BYTES": Field((int,), minimum=64 * 1024),
+    "MAX_PROMPT_BYTES": _COUNT,
+    "SKIN": _TEXT,
+    "SKINS": Field((dict,), items=(dict,)),
+    "AGENT": _TEXT,
+    "AGENT_OPTIONS": Field((dict,)),
+    "AGENT_BUILD_TIMEOUT_S": _POSITIVE_SECONDS,
+    "WORKER_ID": _TEXT,
+    "REQUEST_TIMEOUTS_S": Field(
+        (dict,), items=NUMBER, positive_items=True, keys=("approval", "clarify", "sudo", "secret")
+    ),
+    "APPROVAL_CHOICES": Field((list, tuple), items=(str,), choices=("once", "session", "always", "deny")),
+    "SAFE_COMMANDS": _TEXTS,
+    "SECRET_FILE_PATTERNS": _TEXTS,
+    "DANGEROUS_PATTERNS": Field((list, tuple), nullable=True, items=(list, tuple)),
+    "EXTRA_DANGEROUS_PATTERNS": Field((list, tuple), items=(list, tuple)),
+    "ALLOW_APPROVAL_OFF": _FLAG,
+    "SHELL_EXEC": _FLAG,
+    "COMMAND_ENV_PASSTHROUGH": _TEXTS,
+    "COMMAND_ENV": Field((dict,), items=(str,)),
+    "TERMINAL_BACKEND": _TEXT,
+    "SANDBOX": Field((dict,), keys=tuple(DEFAULTS["SANDBOX"])),
+    "COMMAND_TIMEOUT_S": _POSITIVE_SECONDS,
+    "COMMAND_OUTPUT_CHARS": _COUNT,
+    "PROCESS_TAIL_CHARS": _COUNT,
+    "REDIS_URL": Field((str,), nullable=True),
+    "REDIS_OPTIONS": Field((dict,), nullable=True),
+    "LEASE_S": _POSITIVE_SECONDS,
+    "FORWARD_TIMEOUT_S": _POSITIVE_SECONDS,
+    "DRAIN_S": _SECONDS,
+    "DRAIN_ON_SIGTERM": _FLAG,
+    "SQLITE_TUNING": _FLAG,
+    "SQLITE_BUSY_TIMEOUT_S": _SECONDS,
+    "OUTBOUND_MAX_BYTES": _COUNT,
+    "METRICS_ALLOW": _TEXTS,
+    "PROXY_HEADERS": _FLAG,
+}
+
+
+def shape_problems(value: Any, field: Field) -> list[str]:
+    """What is wrong with ``value`` for ``field``, in words (empty: nothing)."""
+    if value is None:
+        return [] if field.nullable else ["is None"]
+    if not _is(value, field.types):
+        return [f"is a {type(value).__name__}, expected {_names(field.types)}"]
+    problems: list[str] = []
+    if isinstance(value, NUMBER):
+        if field.positive and value <= 0:
+            problems.append(f"is {value!r}, expected a number above 0")
+        if field.minimum is not None and value < field.minimum:
+            problems.append(f"is {value!r}, expected at least {field.minimum:g}")
+    if isinstance(value, dict):
+        if field.keys is not None:
+            unknown = sorted(str(k) for k in value if k not in field.keys)
+            if unknown:
+                problems.append(f"has unknown keys {unknown}, allowed: {list(field.keys)}")
+        missing = [k for k in field.required if k not in value]
+        if missing:
+            problems.append(f"lacks the keys {missing}")
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = ((i, item) for i, item in enumerate(value))
+        if field.choices is not None:
+            bad = [item for item in value if item not in field.choices]
+            if bad:
+                problems.append(f"has {bad}, allowed: {list(field.choices)}")
+    else:
+        items = ()
+    if field.items is not None:
+        for key, item in items:
+            if not _is(item, field.items):
+                problems.append(f"[{key!r}] is a {type(item).__name__}, expected {_names(field.items)}")
+            elif field.positive_items and item <= 0:
+                problems.append(f"[{key!r}] is {item!r}, expected a number above 0")
+    return problems
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    # A bool is an int to Python, never a count or a number of seconds here.
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def _names(types: tuple[type, ...]) -> str:
+    return " or ".join(
+        "number" if t is float else t.__name__ for t in types if not (t is int and float in types)
+    )
+
+
+def redis_options() -> dict[str, Any]:
+    """Client options that ride out a Redis restart or blip: reconnect and retry, never fail the call.
+
+    Used by the cluster's own client (``REDIS_OPTIONS`` None) and by :func:`channel_layers`.
+    Needs the ``redis`` extra; it is imported here, not at the top, so a one-process
+    deployment without Redis never needs the package.
+    """
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return {
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 15,
+    }
+
+
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+REDIS_LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+
+
+def channel_layers(redis_url: str | None = None, layer: str = "pubsub") -> dict[str, Any]:
+    """``CHANNEL_LAYERS`` for the gateway: in-memory for one process (``redis_url`` None or empty),
+    else the ``pubsub`` (default: measured faster and cheaper, README) or ``core`` Redis layer, with
+    the settings that avoid the measured traps.
+
+        CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL"))
+    """
+    if not redis_url:
+        # The default capacity (100) silently drops streamed events under load.
+        return {"default": {"BACKEND": IN_MEMORY_LAYER, "CONFIG": {"capacity": 10000}}}
+    if layer not in REDIS_LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(REDIS_LAYERS)}, not {layer!r}")
+    host: dict[str, Any] = {"address": redis_url, **redis_options()}
+    config: dict[str, Any] = {"hosts": [host]}
+    if layer == "core":
+        # No socket timeout on the blocking pop (idle consumers would die with 1011), a pool that
+        # survives mass reconnects, and room for bursts of streamed events.
+        host.update(socket_timeout=None, max_connections=1000)
+        config.update(capacity=10000, expiry=60)
+    return {"default": {"BACKEND": REDIS_LAYERS[layer], "CONFIG": config}}
 
 
 # Old names still read (with a DeprecationWarning) when the new one is not set.

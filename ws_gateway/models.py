@@ -143,3 +143,14 @@ class SpawnTree(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_key} {self.label}".strip()
+
+
+class LiveSessionPage(models.Model):
+    """No table: gives the admin its live-sessions page (ws_gateway.live_sessions) and permissions."""
+
+    class Meta:
+        managed = False
+        verbose_name = "live session"
+        verbose_name_plural = "live sessions"
+        default_permissions = ("view",)
+        permissions = [("close_live_session", "Can close live sessions")]

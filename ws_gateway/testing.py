@@ -4,7 +4,7 @@
         created = await client.call("session.create")
         event = await client.event("session.info", session_id=created["session_id"])
 
-Needs the ``websockets`` package (a development dependency).
+Uses the ``websockets`` package (a dependency of the app, as for ``ws_gateway.client``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTTP routes of the app: the console at the mount point, its login, and ``healthz``."""
+"""HTTP routes of the app: the console at the mount point, its login, ``healthz`` and ``metrics``."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -14,4 +14,5 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="ws_gateway_logout"),
     path("healthz", views.healthz, name="ws_gateway_healthz"),
+    path("metrics", views.metrics_view, name="ws_gateway_metrics"),
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -112,5 +113,94 @@ def write_unit(fn: Callable[P, R]) -> Callable[P, R]:
             time.sleep(backoff * (0.5 + random.random()))  # jitter: lockstep retries collide again
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
             attempt += 1
+
+    return run
+
+
+class _Pending:
+    """One thread's write unit waiting for a shared transaction."""
+
+    __slots__ = ("call", "done", "error", "result")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Group commit: the write units of many threads share one transaction.
+
+    A thread that finds no commit running becomes the leader: it takes every
+    unit queued so far and commits them together, while units arriving
+    meanwhile queue for the next commit. Each caller still returns only after
+    its own unit is committed (an acknowledged prompt is stored), but 50
+    sessions writing at once cost two transactions, not fifty in a row on
+    SQLite's single writer. Should the shared transaction fail, each unit is
+    run again on its own, so one bad unit fails only its own caller.
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._committing = False
+        self.commits = 0  # transactions attempted (a shared one that fails is followed by single ones)
+
+    def run(self, call: Callable[[], R]) -> R:
+        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            return call()  # inside the caller's (or a batch's) transaction already
+        item = _Pending(call)
+        with self._cv:
+            self._queue.append(item)
+            while not item.done:
+                if self._committing:
+                    self._cv.wait()
+                    continue
+                self._committing = True
+                batch, self._queue = self._queue, []
+                self._cv.release()
+                try:
+                    self.commits += _commit(batch)
+                finally:
+                    for pending in batch:  # never leave a caller waiting on a unit that was lost
+                        if not pending.done:
+                            pending.error, pending.done = RuntimeError("the shared write was aborted"), True
+                    self._cv.acquire()
+                    self._committing = False
+                    self._cv.notify_all()
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[no-any-return]
+
+
+def _commit(batch: list[_Pending]) -> int:
+    """Commit ``batch`` (one transaction, or one per unit if that fails); the transactions tried."""
+    try:
+        results = write_unit(_run_all)(batch)
+    except Exception as exc:
+        if len(batch) == 1:
+            batch[0].error, batch[0].done = exc, True
+            return 1
+        log.info("a shared write of %d units failed (%s); running them one by one", len(batch), exc)
+        return 1 + sum(_commit([item]) for item in batch)
+    for item, result in zip(batch, results, strict=True):
+        item.result, item.done = result, True
+    return 1
+
+
+def _run_all(batch: list[_Pending]) -> list[Any]:
+    return [item.call() for item in batch]
+
+
+_group = GroupCommit()
+
+
+def grouped(fn: Callable[P, R]) -> Callable[P, R]:
+    """A :func:`write_unit` that may share its transaction with other threads' (group commit)."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return _group.run(functools.partial(fn, *args, **kwargs))
 
     return run

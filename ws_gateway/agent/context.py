@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import ids
+from .. import ids, metrics
 from ..errors import RpcError
 from ..events.outbox import emit
 from ..sessions import shapes, transcript
@@ -43,6 +43,8 @@ class TurnContext:
         # Commands a person approved during this turn (not asked twice).
         self.approved_commands: set[str] = set()
         self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self._first_token = True
 
     # -- state -----------------------------------------------------------
 
@@ -74,6 +76,9 @@ class TurnContext:
 
     def delta(self, text: str) -> None:
         if text:
+            if self._first_token:
+                self._first_token = False
+                metrics.first_token.observe(time.monotonic() - self.started)
             self.reply_parts.append(text)
             self.emit("message.delta", {"text": text})
 

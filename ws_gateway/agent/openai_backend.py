@@ -37,17 +37,20 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+# The "openai" extra (pip install "ws-gateway[openai]"). This module is imported only when the
+# backend is chosen (ws_gateway.agent.base.load_backend), so the demo backend never needs it.
+import openai
 
 from . import tools
 from .base import BACKENDS
 from .context import TurnContext, TurnFailed
 
 if TYPE_CHECKING:
-    import openai
-
     from ..sessions.live import LiveSession
 
 log = logging.getLogger(__name__)
@@ -80,8 +83,6 @@ _clients_lock = threading.Lock()
 
 def _client(base_url: str | None, api_key: str, timeout_s: float, max_retries: int) -> openai.OpenAI:
     """One client (and connection pool) per configuration, shared by the sessions using it."""
-    import openai
-
     key = (base_url, api_key, timeout_s, max_retries)
     with _clients_lock:
         client = _clients.get(key)
@@ -115,6 +116,28 @@ def _cause(exc: BaseException) -> str:
     inner = exc.__cause__ or exc.__context__
     text = str(inner or "").strip()
     return text or exc.__class__.__name__
+
+
+def _chunks(stream: Any) -> Iterator[Any]:
+    """The chunks of a streamed completion. openai releases before 3.x let the HTTP library's
+    transport errors (httpx's ReadTimeout, RemoteProtocolError, ...) out of a stream unwrapped;
+    they are wrapped here as later releases do, so the turn ends with the same readable reason
+    on every supported release."""
+    it = iter(stream)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except openai.APIError:
+            raise
+        except Exception as exc:
+            request = stream.response.request
+            # httpx (and httpx2) name the base of their timeouts TimeoutException.
+            if any(cls.__name__ == "TimeoutException" for cls in type(exc).__mro__):
+                raise openai.APITimeoutError(request=request) from exc
+            raise openai.APIConnectionError(request=request) from exc
+        yield chunk
 
 
 class _Watchdog:
@@ -401,8 +424,6 @@ class OpenAITurn:
         return TurnFailed(self.backend.redact(message))
 
     def stream(self, round_no: int) -> Round:
-        import openai
-
         ctx = self.ctx
         rnd = Round()
         log.debug("openai request session=%s model=%s round=%d", ctx.session.id, self.model, round_no)
@@ -420,7 +441,7 @@ class OpenAITurn:
             raise self.fail(f"the model request failed: {exc}") from None
         watch = watchdog.watch(ctx, stream.response)
         try:
-            for chunk in stream:
+            for chunk in _chunks(stream):
                 if ctx.interrupted:
                     break
                 ctx.touch()
@@ -442,8 +463,6 @@ class OpenAITurn:
         return rnd
 
     def stream_error(self, exc: openai.APIError, rnd: Round) -> str:
-        import openai
-
         if isinstance(exc, openai.APITimeoutError):
             return (
                 f"the model server stopped sending for {self.backend.timeout_s:g} s in the middle of "

@@ -100,6 +100,9 @@ class PendingRequests:
     def get(self, request_id: str) -> Request | None:
         return self._open.get(request_id)
 
+    def __len__(self) -> int:
+        return len(self._open)
+
     def kind_of_ended(self, request_id: str) -> str | None:
         entry = self._ended.get(request_id)
         return entry[0] if entry else None

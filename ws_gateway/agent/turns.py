@@ -15,7 +15,7 @@ from typing import Any
 
 from django import db
 
-from .. import framing
+from .. import framing, logs, metrics
 from ..conf import gateway_settings
 from ..errors import (
     AGENT_BUILD_FAILED,
@@ -163,8 +163,17 @@ def steer(live: LiveSession, text: str) -> str:
 def start(live: LiveSession, text: str, observer: Any = None) -> None:
     """Store the prompt, then start its turn thread (caller holds ``live.lock``; no turn runs)."""
     history = list(live.messages)
-    transcript.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
-    _auto_title(live, text)
+    title = "" if live.title else auto_title(text)
+    if title and not live.stored:
+        live.title = title  # stored with the session's first row, in the same write as the prompt
+    try:
+        transcript.record(live, [{"role": "user", "text": text, "timestamp": time.time()}])
+    except BaseException:
+        if title and live.title == title and not live.stored:
+            live.title = ""
+        raise
+    if title:
+        transcript.set_title(live, title, stored=live.title == title)
     ctx = TurnContext(live, text, history, observer)
     ctx.attachments, live.attachments = live.attachments, []
     live.turn = ctx
@@ -177,7 +186,8 @@ def start(live: LiveSession, text: str, observer: Any = None) -> None:
 
 def _run(live: LiveSession, ctx: TurnContext) -> None:
     try:
-        _run_turn(live, ctx)
+        with logs.bound(session=live.id):
+            _run_turn(live, ctx)
     finally:
         db.connections.close_all()  # this thread's own connections
 
@@ -234,6 +244,7 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
     if ctx.reasoning_parts:
         payload["reasoning"] = row["reasoning"]
     emit(live.id, "message.complete", payload)
+    metrics.turn_duration.labels(status).observe(time.monotonic() - ctx.started)
     with live.lock:
         live.config["last_status"] = status
         live.turn = None
@@ -253,11 +264,8 @@ def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None)
                 live.idle.set()
 
 
-def _auto_title(live: LiveSession, prompt: str) -> None:
-    if live.title:
-        return
+def auto_title(prompt: str) -> str:
+    """A title from the first prompt: its text lines (directives when there is no text), shortened."""
     lines = [line.strip() for line in prompt.splitlines() if line.strip()]
     text_lines = [line for line in lines if not line.startswith("!")] or lines
-    title = " ".join(" ".join(text_lines).split())[:AUTO_TITLE_CHARS]
-    if title:
-        transcript.set_title(live, title)
+    return " ".join(" ".join(text_lines).split())[:AUTO_TITLE_CHARS]

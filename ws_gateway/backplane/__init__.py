@@ -39,6 +39,7 @@ __all__ = [
     "Receivers",
     "RedisBackplane",
     "backplane",
+    "configured",
     "connection_id",
     "receivers",
     "start",
@@ -60,6 +61,11 @@ _current = _Current()
 backplane = cast("Backplane", _current)
 # Registered once by the layers above; kept across the switch to Redis.
 receivers: Receivers = _current.impl.receivers
+
+
+def configured() -> bool:
+    """Whether this deployment has several processes (``REDIS_URL``), started here yet or not."""
+    return bool(gateway_settings.REDIS_URL)
 
 
 async def start(loop: asyncio.AbstractEventLoop, layer: Any) -> None:

@@ -87,6 +87,8 @@ class Receivers:
     events: Callable[[Message], None] | None = None
     calls: Callable[[Message], Awaitable[Message]] | None = None
     notices: dict[str, Callable[[Message], Awaitable[None]]] = field(default_factory=dict)
+    # Other requests a process answers (another process asks with ``ask``), e.g. the admin's.
+    requests: dict[str, Callable[[Message], Awaitable[Message]]] = field(default_factory=dict)
     owned: Callable[[], Iterable[Owned]] = list
 
 
@@ -128,6 +130,8 @@ class Backplane(Protocol):
     # calls and notices
     async def forward(self, owner: str, session_id: str, message: Message) -> Message: ...
     async def tell(self, owner: str, message: Message) -> None: ...
+    async def ask(self, worker: str, message: Message, timeout: float) -> Message: ...
+    async def workers(self) -> list[str]: ...
 
     # the durable event log of a session
     async def append(self, session_id: str, events: list[LoggedEvent]) -> None: ...
@@ -207,6 +211,13 @@ class LocalBackplane:
 
     async def tell(self, owner: str, message: Message) -> None:
         return None
+
+    async def ask(self, worker: str, message: Message, timeout: float) -> Message:
+        raise LookupError(f"no process {worker} to ask")  # alone: nobody else to ask
+
+    async def workers(self) -> list[str]:
+        """The processes of the cluster (none besides this one)."""
+        return []
 
     async def append(self, session_id: str, events: list[LoggedEvent]) -> None:
         return None

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from .. import workers
+from .. import metrics, workers
 from ..backplane import CLIENT_REPLY, DETACH, Message, backplane, receivers
 from ..caller import Caller, RemoteCaller, Request
 from ..errors import AGENT_FAILURE, RpcError
@@ -96,6 +96,7 @@ async def detach_remote(sender: Any, conn_id: str, sessions: list[str], **kwargs
         try:
             owner = await backplane.locate(session_id)
         except Exception:
+            metrics.redis_errors.labels("locate").inc()
             log.warning("could not locate session=%s to detach", session_id, exc_info=True)
             continue
         if owner is not None and owner.channel and owner.channel != backplane.channel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import metrics
 from ..backplane import Owner, OwnerGone, backplane
 from ..caller import Request, Subscription
 from ..conf import gateway_settings
@@ -28,7 +29,9 @@ async def remote(
     try:
         reply = await backplane.forward(owner.channel, session_id, message)
     except (TimeoutError, OwnerGone):
+        metrics.forwarded["owner_silent"].inc()
         raise OwnerSilent(owner.channel) from None
+    metrics.forwarded["error" if "error" in reply else "ok"].inc()
     subscriptions = [
         Subscription(sid, baseline, srq) for sid, baseline, srq in reply.get("subscriptions", [])
     ]

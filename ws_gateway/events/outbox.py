@@ -29,7 +29,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from .. import framing, ids
+from .. import framing, ids, metrics
 from ..backplane import backplane, receivers
 from ..backplane.base import BROADCAST_GROUP, BROADCAST_MESSAGE, EVENT_MESSAGE, session_group
 from ..backplane.eventlog import EventLogStore, LoggedEvent, Replay
@@ -144,7 +144,7 @@ class Stream:
     def _fit(self, type_: str, params: dict[str, Any], text: str) -> tuple[dict[str, Any], str]:
         """An event too large for a frame loses its largest payload fields, named in
         ``payload.omitted`` (``message.complete.text`` is also the concatenation of the turn's
-        deltas and the transcript's row: see docs/protocol-paging.md)."""
+        deltas and the transcript's row: see docs/protocol.md)."""
         budget = framing.event_budget()
         if framing.fits(text, budget):
             return params, text
@@ -166,6 +166,7 @@ class Stream:
         self, type_: str, payload: dict[str, Any] | None, server_request: ServerRequest | None = None
     ) -> None:
         self.seq += 1
+        metrics.events.inc()
         params = self._params(type_, payload, self.seq)
         params, text = self._fit(type_, params, event_frame(params))
         message = {
@@ -214,6 +215,7 @@ class Stream:
                     await backplane.append(self.session_id, [event for _, event in batch])
                 except Exception:
                     # The durable log is down: keep serving this process's clients; replay covers the rest.
+                    metrics.redis_errors.labels("append").inc()
                     log.warning("durable log append failed session=%s", self.session_id, exc_info=True)
                 for _, event in batch:
                     self._deliver(event)

@@ -139,7 +139,7 @@ def session_title(call: Call) -> dict[str, Any]:
 
 @method("session.history")
 def session_history(call: Call) -> dict[str, Any]:
-    """The newest transcript rows before ``before`` that fit one message (docs/protocol-paging.md)."""
+    """The newest transcript rows before ``before`` that fit one message (docs/protocol.md)."""
     live = lifecycle.get_live(call.params.session_id(), call.conn.user_id)
     page_params = paging.page_params(call.params)
     with live.lock:

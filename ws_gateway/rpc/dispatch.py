@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import errors, framing, workers
+from .. import errors, framing, logs, workers
 from ..caller import Caller, Request
 from ..conf import gateway_settings
 from ..errors import RpcError
@@ -324,6 +324,19 @@ async def _route(spec: MethodSpec, call: Call, executor: Any) -> dict[str, Any] 
 
 def _invoke(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None = None) -> str:
     """Runs on a worker thread: the handler (or the owner's outcome), mapped to an encoded response."""
+    with bind_call(call):
+        return _invoke_bound(spec, call, routed)
+
+
+def bind_call(call: Call) -> Any:
+    """Log lines while ``call`` runs name its connection, session and request."""
+    target = call.params.raw("session_id")
+    return logs.bound(
+        conn=call.conn.id, session=target if isinstance(target, str) else None, request=call.request_id
+    )
+
+
+def _invoke_bound(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None) -> str:
     try:
         if isinstance(routed, Exception):
             raise routed

@@ -10,6 +10,7 @@ from ..caller import RemoteCaller
 from ..errors import METHOD_NOT_FOUND, RpcError
 from ..params import Params
 from .call import Call
+from .dispatch import bind_call
 from .registry import registry
 
 
@@ -24,7 +25,8 @@ async def serve(message: dict[str, Any]) -> dict[str, Any]:
 
     def invoke() -> dict[str, Any]:
         try:
-            result = workers.with_db(spec.handler, call)
+            with bind_call(call):
+                result = workers.with_db(spec.handler, call)
         except RpcError as exc:
             return {"error": exc.to_error()}
         return {"result": result if result is not None else {}}

@@ -5,7 +5,7 @@ exclusive); event pages go forwards from ``last_seen``. Pages are sized in
 bytes as sent. A row too large for a page of its own is shortened, with a
 visible marker, a ``shortened`` map of the full lengths and its ``index``; its
 whole text is read in chunks with ``session.message``. Shapes are documented in
-docs/protocol-paging.md.
+docs/protocol.md.
 """
 
 from __future__ import annotations

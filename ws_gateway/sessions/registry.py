@@ -54,6 +54,11 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def running_count(self) -> int:
+        """How many live sessions have a turn running (read when metrics are scraped)."""
+        with self._lock:
+            return sum(1 for s in self._by_id.values() if s.running)
+
     def link(self, conn_id: str, live: LiveSession) -> None:
         with self._lock:
             self._by_conn.setdefault(conn_id, set()).add(live.id)

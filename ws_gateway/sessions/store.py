@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Max
 from django.utils import timezone as djtz
 
 from ..models import StoredSession, TranscriptMessage
-from ..writes import write_unit
+from ..writes import grouped, write_unit
 from .live import LiveSession
 
 PREVIEW_CHARS = 120
@@ -55,7 +54,7 @@ def ensure_row(live: LiveSession) -> None:
         live.stored = True
 
 
-@write_unit
+@grouped
 def _create_row(live: LiveSession, messages: list[dict[str, Any]]) -> None:
     # The parent may have no row (nothing stored yet, or deleted meanwhile): link only a real one.
     parent = live.parent_key
@@ -92,27 +91,27 @@ def _new_row(key: str, ordinal: int, message: dict[str, Any]) -> TranscriptMessa
     )
 
 
-def append(live: LiveSession, messages: list[dict[str, Any]]) -> None:
-    """Append transcript rows after the ones already stored."""
-    ensure_row(live)
-    _append_rows(live, messages)
+def append(live: LiveSession, messages: list[dict[str, Any]], start: int) -> None:
+    """Store ``messages`` at ordinals ``start``... (ordinal = index in the live transcript).
+
+    The first write of a session stores its row with the whole transcript instead.
+    Either is one write unit shared with other sessions' writes (group commit).
+    """
+    with live.lock:
+        if not live.stored:
+            _create_row(live, list(live.messages))
+            live.stored = True
+            return
+    _append_rows(live.key, messages, start)
 
 
-@write_unit
-def _append_rows(live: LiveSession, messages: list[dict[str, Any]]) -> None:
-    last = TranscriptMessage.objects.filter(session_id=live.key).aggregate(m=Max("ordinal"))["m"]
-    start = -1 if last is None else last
-    TranscriptMessage.objects.bulk_create(
-        [_new_row(live.key, start + 1 + i, m) for i, m in enumerate(messages)]
-    )
-    count = TranscriptMessage.objects.filter(session_id=live.key).count()
-    updates: dict[str, Any] = {"message_count": count, "last_active": djtz.now()}
+@grouped
+def _append_rows(key: str, messages: list[dict[str, Any]], start: int) -> None:
+    TranscriptMessage.objects.bulk_create([_new_row(key, start + i, m) for i, m in enumerate(messages)])
+    StoredSession.objects.filter(id=key).update(message_count=start + len(messages), last_active=djtz.now())
     preview = _preview(messages)
     if preview:
-        session = StoredSession.objects.filter(id=live.key).only("preview").first()
-        if session is not None and not session.preview:
-            updates["preview"] = preview
-    StoredSession.objects.filter(id=live.key).update(**updates)
+        StoredSession.objects.filter(id=key, preview="").update(preview=preview)
 
 
 @write_unit
@@ -137,7 +136,7 @@ def set_title(live: LiveSession, title: str) -> None:
     _store_title(live, title)
 
 
-@write_unit
+@grouped
 def _store_title(live: LiveSession, title: str) -> None:
     StoredSession.objects.filter(id=live.key).update(title=title, last_active=djtz.now())
 

@@ -20,9 +20,13 @@ def record(live: LiveSession, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     with live.lock:
-        store.ensure_row(live)
+        start = len(live.messages)
         live.messages.extend(rows)
-        store.append(live, rows)
+        try:
+            store.append(live, rows, start)
+        except BaseException:
+            del live.messages[start:]  # memory and database stay the same transcript
+            raise
 
 
 def replace_messages(live: LiveSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,11 +47,14 @@ def truncate(live: LiveSession, keep: int) -> int:
     return max(0, removed)
 
 
-def set_title(live: LiveSession, title: str) -> None:
-    """Set and store the title (the first title writes the stored row)."""
+def set_title(live: LiveSession, title: str, *, stored: bool = False) -> None:
+    """Set and store the title (the first title writes the stored row), then tell the clients.
+
+    ``stored``: the title is already in the database (written with the session's row)."""
     check_title(title)
-    with live.lock:
-        live.title = title
-    store.set_title(live, title)
+    if not stored:
+        with live.lock:
+            live.title = title
+        store.set_title(live, title)
     outbox.emit(live.id, "session.title", {"session_id": live.key, "title": title})
     outbox.broadcast("sessions.changed", {"reason": "title", "session_id": live.key}, owner=live.owner_id)

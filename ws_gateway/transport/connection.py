@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from .. import metrics
 from ..backplane.eventlog import LoggedEvent
 from ..conf import gateway_settings
 from ..errors import CLOSE_SLOW_CONSUMER
@@ -80,6 +81,7 @@ class Connection:
         """Write (or queue) a frame for the socket, in order. Never blocks."""
         if self.closed:
             return
+        metrics.frames_sent.inc()
         if self._transport is not None and not self._out:
             try:
                 self._transport.send_now(text)

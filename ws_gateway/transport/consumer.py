@@ -15,7 +15,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from .. import framing, lifecycle
+from .. import framing, lifecycle, logs, metrics
 from ..auth import Identity
 from ..backplane import backplane, connection_id
 from ..errors import CLOSE_TOO_LARGE
@@ -35,6 +35,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
     transport: TransportView | None = None
     dispatcher: Dispatcher | None = None
     close_reason = "not_connected"
+    counted = False  # in the connections gauge
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # One source of messages (the socket): a plain loop instead of Channels'
@@ -81,6 +82,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             close=self.close,
             transport=self.transport,
         )
+        # This task's lines (and those of the tasks it starts) name the connection.
+        logs.conn_id.set(self.conn.id)
         try:
             await self.send(
                 text_data=event_frame({"type": "gateway.ready", "payload": policy.ready_payload()})
@@ -91,6 +94,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             await self.close()
             return
         self.close_reason = "connected"
+        metrics.connections.inc()
+        self.counted = True
         connections[self.conn.id] = self.conn
         outbox.connections.add(self.conn)
         self.dispatcher = Dispatcher(self.conn)
@@ -114,7 +119,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels
             self.dispatcher.handle_binary()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        metrics.closes.labels(str(message.get("code"))).inc()
         conn = self.conn
+        if self.counted:
+            metrics.connections.dec()
         if conn is not None:
             if self.transport is not None and self.transport.refused_too_large:
                 self.close_reason = "message_too_large"

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from ...checks import in_memory_workers_warnings
 from ...conf import gateway_settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8001, help="port of the first worker")
         parser.add_argument("--migrate", action="store_true", help="apply migrations first")
         parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            default=None,
+            help="client address and scheme from X-Forwarded-For/-Proto (default: WS_GATEWAY PROXY_HEADERS)",
+        )
+        parser.add_argument(
             "--restart-backoff", type=float, default=0.5, help="seconds before restarting a dead worker"
         )
         parser.add_argument(
@@ -85,12 +92,15 @@ class Command(BaseCommand):
         host: str,
         port: int,
         migrate: bool,
+        proxy_headers: bool | None,
         restart_backoff: float,
         restart_backoff_max: float,
         **options: Any,
     ) -> None:
         if workers < 1:
             raise SystemExit("--workers must be at least 1")
+        for warning in in_memory_workers_warnings(workers):
+            self.stderr.write(f"{warning.id}: {warning.msg}\nHINT: {warning.hint}")
         if migrate:
             call_command("migrate", interactive=False, verbosity=0)
         if not gateway_settings.DRAIN_ON_SIGTERM:
@@ -99,6 +109,7 @@ class Command(BaseCommand):
         app = settings.ASGI_APPLICATION.rsplit(".", 1)
         self.target = f"{app[0]}:{app[1]}"
         self.host = host
+        self.proxy_headers = gateway_settings.PROXY_HEADERS if proxy_headers is None else proxy_headers
         slots = [Worker(f"worker-{i + 1}", port + i) for i in range(workers)]
         for slot in slots:
             self._start(slot)
@@ -127,7 +138,10 @@ class Command(BaseCommand):
 
     def _start(self, slot: Worker) -> None:
         env = {**os.environ, "GATEWAY_WORKER_ID": slot.name}
-        cmd = [sys.executable, "-m", "daphne", "-b", self.host, "-p", str(slot.port), self.target]
+        cmd = [sys.executable, "-m", "daphne", "-b", self.host, "-p", str(slot.port)]
+        if self.proxy_headers:
+            cmd.append("--proxy-headers")
+        cmd.append(self.target)
         # Workers log to stderr; stdout carries only this command's lines.
         slot.proc = subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno())
         slot.started = time.monotonic()
