@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 DELTA_TYPES = frozenset({"message.delta", "reasoning.delta", "thinking.delta"})
 __all__ = ["BROADCAST_GROUP", "EVERYONE", "Outbox", "Stream", "broadcast", "emit", "encode", "outbox"]
 EVERYONE = object()  # audience of a global event that names no session (skin.changed)
+
+
+class Subscriber(Protocol):
+    """A socket's connection as the outbox sees it (the transport's Connection)."""
+
+    @property
+    def user_id(self) -> int | None: ...
+    def push(self, text: str) -> None: ...
+    def deliver(self, session_id: str, seq: int, text: str, srq_text: str | None = None) -> None: ...
 
 
 # (srq id, method, params) of an event that is also a server-to-client request.
@@ -245,9 +254,9 @@ class Outbox:
         self._wake_pending = False
         self.publishers: set[asyncio.Task[Any]] = set()
         # Connections of this process subscribed to each session (delivered to directly).
-        self.local: dict[str, set[Any]] = {}
+        self.local: dict[str, set[Subscriber]] = {}
         # Every connection of this process (global events).
-        self.connections: set[Any] = set()
+        self.connections: set[Subscriber] = set()
         # Ended sessions: late events from their threads are dropped, not renumbered.
         self._ended: dict[str, None] = {}
 
@@ -256,14 +265,14 @@ class Outbox:
         assert self.loop is not None
         return self.loop
 
-    def subscribe(self, session_id: str, conn: Any) -> bool:
+    def subscribe(self, session_id: str, conn: Subscriber) -> bool:
         """Deliver a session's events to ``conn``; True when it is the process's first subscriber."""
         subscribers = self.local.setdefault(session_id, set())
         first = not subscribers
         subscribers.add(conn)
         return first
 
-    def unsubscribe(self, session_id: str, conn: Any) -> bool:
+    def unsubscribe(self, session_id: str, conn: Subscriber) -> bool:
         """Stop delivering to ``conn``; True when no subscriber of the session is left here."""
         subscribers = self.local.get(session_id)
         if subscribers is None:
@@ -421,12 +430,12 @@ class Outbox:
 
     # -- a connection's subscriptions (on the loop) -----------------------
 
-    async def join(self, session_id: str, conn: Any) -> None:
+    async def join(self, session_id: str, conn: Subscriber) -> None:
         """Deliver a session's events to ``conn`` (also those published by other processes)."""
         if self.subscribe(session_id, conn):
             await backplane.watch(session_id)
 
-    async def leave(self, session_id: str, conn: Any) -> None:
+    async def leave(self, session_id: str, conn: Subscriber) -> None:
         if self.unsubscribe(session_id, conn):
             await backplane.unwatch(session_id)
 
