@@ -419,7 +419,11 @@ class RedisBackplane(LocalBackplane):
                 approximate=True,
             )
         pipe.expire(key, STREAM_TTL_S)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except Exception:
+            metrics.redis_errors.labels("append").inc()
+            raise
 
     async def read_log(self, session_id: str, after: int, before: int | None = None) -> list[LoggedEvent]:
         """Events with ``after < seq`` (``< before`` when given), oldest first."""

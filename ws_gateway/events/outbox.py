@@ -7,9 +7,10 @@ it sends, in emission order: stamps the next ``seq``, appends the exact frame
 to the session's event log, and delivers it. Connections of this process that
 attached the session get it directly (no channel layer in between: measured,
 the in-memory layer cost ~6x a bare send per event and grew with every
-connected socket). With a cluster, the event is also appended to the durable
-log and published once to the session's group, whose members are the worker
-channels of the other processes with clients of the session.
+connected socket). When other processes take part (a shared backplane), the
+event is also appended to the durable log and published once to the session's
+group, whose members are the worker channels of the other processes with
+clients of the session.
 
 Global events (``session.reclaimed``, ``sessions.changed``, ``skin.changed``)
 reach the connections of every process, without ``seq``. One that names a
@@ -224,7 +225,6 @@ class Stream:
                     await backplane.append(self.session_id, [event for _, event in batch])
                 except Exception:
                     # The durable log is down: keep serving this process's clients; replay covers the rest.
-                    metrics.redis_errors.labels("append").inc()
                     log.warning("durable log append failed session=%s", self.session_id, exc_info=True)
                 for _, event in batch:
                     self._deliver(event)

@@ -4,7 +4,7 @@ Runs on the event loop and never blocks it: ``gateway.ping`` is answered at
 once; inline methods go through the connection's lane (one at a time, in
 arrival order, each on an ``inline`` pool thread); pool methods run
 concurrently on the shared ``pool``. A call is first routed on the loop by
-the router installed at start-up (:func:`install_router`, the cluster policy):
+the router installed at start-up (:func:`install_router`: which process serves it):
 one for a session owned by another process waits for the owner's answer
 there, holding no thread. Clients' replies to server requests go to the
 handlers registered with :func:`~.registry.on_client_reply`. Precedence of errors: parse,

@@ -3,7 +3,7 @@
 Called from worker threads (RPC handlers, timers). Events go out through the
 outbox; the database is touched through :mod:`.store`. Ownership across
 processes is recorded through the backplane (a no-op with one process); a
-stored session live in another process is the cluster policy's business, asked
+stored session live in another process is the business of the policy above, asked
 through :func:`install_elsewhere`.
 """
 
@@ -248,7 +248,7 @@ _elsewhere: list[Elsewhere] = []
 
 
 def install_elsewhere(elsewhere: Elsewhere) -> None:
-    """Where a resume asks whether the stored session is live in another process (cluster policy)."""
+    """Where a resume asks whether the stored session is live in another process (installed at start-up)."""
     _elsewhere[:] = [elsewhere]
 
 
