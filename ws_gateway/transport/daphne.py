@@ -9,7 +9,8 @@ servers whose ``send`` applies backpressure (uvicorn), the connection's own
 bounded queue does the job and there is nothing to look into.
 
 Everything here relies on private attributes of autobahn's protocol and
-Twisted's transport (:data:`PROTOCOL_NEEDS`, :data:`TRANSPORT_NEEDS`). When one
+Twisted's transport (:data:`PROTOCOL_NEEDS`, :data:`TRANSPORT_NEEDS`), and on
+Channels' middleware keeping daphne's ``send`` as ``real_send`` (:func:`server_send`). When one
 is missing the view is not used (the safe path: ASGI ``send``, no unsent-bytes
 probe) and that is logged as an error naming it; versions outside the ones this
 was written against (:data:`TESTED_MAJORS`) are logged once as a warning.
@@ -39,7 +40,7 @@ PROTOCOL_NEEDS = (
 )
 TRANSPORT_NEEDS = ("dataBuffer", "offset", "_tempDataLen", "abortConnection")
 # Major versions this seam was written and tested against (requirements.txt allows daphne 4).
-TESTED_MAJORS = {"daphne": (4,), "autobahn": (24, 25, 26), "twisted": (24, 25, 26)}
+TESTED_MAJORS = {"daphne": (4,), "autobahn": (24, 25, 26), "twisted": (24, 25, 26), "channels": (4,)}
 
 _reported: set[str] = set()
 
@@ -51,7 +52,7 @@ def missing(protocol: Any, transport: Any) -> list[str]:
 
 
 def untested_versions() -> dict[str, str]:
-    """Installed versions of daphne, autobahn and Twisted outside :data:`TESTED_MAJORS`."""
+    """Installed versions of daphne, autobahn, Twisted and Channels outside :data:`TESTED_MAJORS`."""
     out = {}
     for package, majors in TESTED_MAJORS.items():
         try:
