@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from django import db
 
@@ -30,6 +30,7 @@ from ..errors import (
 from ..events.outbox import emit
 from ..sessions import shapes, transcript
 from ..sessions.live import LiveSession
+from .base import Agent
 from .context import TurnContext, TurnFailed
 from .pending import pending
 
@@ -70,7 +71,7 @@ def submit(
             start(live, text)
         else:
             mode = "queue" if queued or live.turn is None else busy_mode(live)
-            if mode == "steer":
+            if mode == "steer" and live.turn is not None:  # "queue" when no turn context
                 live.turn.steer(text)
                 result = {"status": "steered"}
             elif mode == "queue":
@@ -217,12 +218,12 @@ def _say_error(ctx: TurnContext, error: str) -> None:
     ctx.delta(("\n" if text and not text.endswith("\n") else "") + f"Error: {error}")
 
 
-def _agent(live: LiveSession) -> Any:
+def _agent(live: LiveSession) -> Agent:
     if not live.built.wait(gateway_settings.AGENT_BUILD_TIMEOUT_S):
         raise TurnFailed("agent initialization timed out")
     if live.agent is None:
         raise TurnFailed(live.build_error or "agent unavailable")
-    return live.agent
+    return cast(Agent, live.agent)  # built by agent.base.build: an Agent
 
 
 def _finish(live: LiveSession, ctx: TurnContext, status: str, error: str | None) -> None:

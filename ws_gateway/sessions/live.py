@@ -6,7 +6,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..workers import Timer
 from . import work
@@ -15,6 +15,23 @@ BUILDING = "building"
 IDLE = "idle"
 RUNNING = "running"
 FAILED = "failed"
+
+
+class SessionAgent(Protocol):
+    """What sessions need of a session's agent (the agent layer's ``Agent`` also runs turns)."""
+
+    def tools(self) -> dict[str, list[str]]: ...
+
+
+class RunningTurn(Protocol):
+    """What sessions and the admin need of the running turn (the agent layer's ``TurnContext``)."""
+
+    prompt: str
+    started: float  # monotonic
+    interrupt_event: threading.Event
+
+    def steer(self, text: str) -> None: ...
+    def inflight(self) -> dict[str, Any]: ...
 
 
 @dataclass(eq=False)
@@ -43,14 +60,14 @@ class LiveSession:
     # Monotonic time of the last sign of life of a running turn (staleness).
     last_activity: float = field(default_factory=time.monotonic)
     clients: set[str] = field(default_factory=set)
-    agent: Any = None
+    agent: SessionAgent | None = None
     build_error: str | None = None
     running: bool = False
     ended: bool = False
     orphan_timer: Timer | None = None
     config: dict[str, Any] = field(default_factory=dict)
     # The running turn's context (ws_gateway.agent.context.TurnContext), if any.
-    turn: Any = None
+    turn: RunningTurn | None = None
     # Prompts waiting for the running turn to end (busy input mode "queue").
     queue: deque[str] = field(default_factory=deque)
     # submission_ref -> the first submission's result (idempotent retries).
