@@ -192,7 +192,8 @@ class Procs:
     def cluster(self, extra: dict[str, Any]) -> tuple[WorkerCluster, RedisServer]:
         redis = self.keep(RedisServer(self.tmp / "redis"))
         settings = {**self.settings, "DRAIN_S": 1.0, **extra}
-        env = server_env(self.sqlite, redis.url, {"GATEWAY_SETTINGS": json.dumps(settings)})
+        db = self.migrate_pg() if self.args.cluster_db == "pg" else self.sqlite
+        env = server_env(db, redis.url, {"GATEWAY_SETTINGS": json.dumps(settings)})
         return self.keep(WorkerCluster(env, self.logdir, 2)), redis
 
     def close(self, failed: bool) -> None:
@@ -475,6 +476,34 @@ def redis_calls(url: str, command: str) -> int:
 async def cost_rows(ledger: Ledger, cluster: WorkerCluster, redis: RedisServer, cfg: Cfg) -> None:
     """Costs that grow with work, measured on worker 1 of the cluster while nothing else runs."""
     w1 = cluster.workers[0]
+    # Lease renewal: worker 1 owns cfg.live_sessions sessions and does nothing else; its CPU per
+    # renewal tick against an idle baseline, and Redis round trips per tick (INFO commandstats).
+    tick = cfg.lease / 3
+    await asyncio.sleep(1.0)  # the workers' start-up settles
+    c0 = cpu_seconds(w1.pid)
+    await asyncio.sleep(3 * tick)
+    idle_ms = 1000 * (cpu_seconds(w1.pid) - c0) / 3
+    holders = await open_wave([w1.url], cfg.live_sessions // 100)
+    try:
+
+        async def create(h: Conn) -> None:  # one call at a time per connection, connections at once
+            for _ in range(100):
+                await h.call("session.create", {"close_on_disconnect": True, "title": ""})
+
+        await asyncio.gather(*(create(h) for h in holders))
+        await asyncio.sleep(tick)
+        ticks = max(3, round(cfg.idle_window / tick))
+        e0 = redis_calls(redis.url, "evalsha")
+        c0 = cpu_seconds(w1.pid)
+        await asyncio.sleep(ticks * tick)
+        busy_ms = 1000 * (cpu_seconds(w1.pid) - c0) / ticks
+        calls = (redis_calls(redis.url, "evalsha") - e0) / ticks
+        per_tick = busy_ms - idle_ms
+        ok, miss = at_most(per_tick, 26, "ms")
+        ledger.add(Row(f"lease renewal per tick at {len(holders) * 100:,} live sessions", f"{per_tick:.0f} ms CPU, {calls:,.0f} Redis script calls/tick",
+                       "pipelined (<= 26 ms, 1 round trip)", ok and calls < 10, miss or ("one call per session" if calls >= 10 else "")))  # fmt: skip
+    finally:
+        await close_many(holders)  # close_on_disconnect: the sessions end with their connections
     # Durable log: one session, 4,096 events that are never merged, then its whole log read back.
     conn = await Conn.open(w1.url)
     try:
@@ -509,36 +538,11 @@ async def cost_rows(ledger: Ledger, cluster: WorkerCluster, redis: RedisServer, 
                        "<= 10 ms (not tens of ms)", ok, miss))  # fmt: skip
     finally:
         await conn.close()
-    # Lease renewal: worker 1 owns cfg.live_sessions sessions and does nothing else; its CPU per
-    # renewal tick against an idle baseline, and Redis round trips per tick (INFO commandstats).
-    tick = cfg.lease / 3
-    c0 = cpu_seconds(w1.pid)
-    await asyncio.sleep(3 * tick)
-    idle_ms = 1000 * (cpu_seconds(w1.pid) - c0) / 3
-    holders = await open_wave([w1.url], cfg.live_sessions // 100)
-    try:
-        for h in holders:
-            for start in range(0, 100, 20):
-                await asyncio.gather(*(h.call("session.create", {"close_on_disconnect": True, "title": ""}) for _ in range(20)))
-        await asyncio.sleep(tick)
-        ticks = max(3, round(cfg.idle_window / tick))
-        e0 = redis_calls(redis.url, "evalsha")
-        c0 = cpu_seconds(w1.pid)
-        await asyncio.sleep(ticks * tick)
-        busy_ms = 1000 * (cpu_seconds(w1.pid) - c0) / ticks
-        calls = (redis_calls(redis.url, "evalsha") - e0) / ticks
-        per_tick = busy_ms - idle_ms
-        ok, miss = at_most(per_tick, 26, "ms")
-        ledger.add(Row(f"lease renewal per tick at {len(holders) * 100:,} live sessions", f"{per_tick:.0f} ms CPU, {calls:,.0f} Redis script calls/tick",
-                       "pipelined (<= 26 ms, 1 round trip)", ok and calls < 10, miss or ("one call per session" if calls >= 10 else "")))  # fmt: skip
-    finally:
-        await close_many(holders)  # close_on_disconnect: the sessions end with their connections
 
 
 async def cluster_rows(ledger: Ledger, procs: Procs, cfg: Cfg) -> None:
     n = cfg.cluster_conns
-    print(f"\n[cluster] gateway_workers --workers 2: costs, then {n:,} connections while {cfg.sessions} sessions stream", flush=True)
-    procs.migrate_sqlite()
+    print(f"\n[cluster] gateway_workers --workers 2 ({procs.args.cluster_db}): costs, then {n:,} connections while {cfg.sessions} sessions stream", flush=True)
     cluster, redis = procs.cluster({"LEASE_S": cfg.lease})
     await cost_rows(ledger, cluster, redis, cfg)
     urls = [w.url for w in cluster.workers]
@@ -561,28 +565,43 @@ async def cluster_rows(ledger: Ledger, procs: Procs, cfg: Cfg) -> None:
         streamers = await open_wave(urls, cfg.sessions)
         for c in streamers:
             await c.create_session()
-        want = expected_turn_text(TURN_COUNT)
-        for p in swarms:
-            p.stdin.write(f"ping {cfg.ping_rate / len(swarms)}\n")
-            p.stdin.flush()
-        pings = [loop.run_in_executor(None, p.stdout.readline) for p in swarms]
+        # One round of streams long enough to cover the whole ping sweep (100 tokens/s per session).
+        delay_ms, lead = 10, 2.0
+        count = int((lead + n / cfg.ping_rate + 3) * 1000 / delay_ms)
+        want = expected_turn_text(count)
+        pings: list[asyncio.Future] = []
         turns = 0
         firsts: list[float] = []
-        try:
-            while not all(f.done() for f in pings) or turns == 0:
-                run = await parallel_sessions(streamers, "prompt.submit", {"text": f"!stream {TURN_COUNT}"}, TURN_COUNT,
-                                              want, 180, until="session.info")  # fmt: skip
+
+        async def stream_rounds() -> None:
+            nonlocal turns
+            while not pings or not all(f.done() for f in pings):
+                run = await parallel_sessions(streamers, "prompt.submit", {"text": f"!stream {count} {delay_ms}"},
+                                              count, want, 180, until="session.info")  # fmt: skip
                 ledger.check(run.runs)
-                firsts += [r.first_delta_ms for r in run.runs]
+                firsts.extend(r.first_delta_ms for r in run.runs)
                 turns += 1
+
+        streaming = asyncio.create_task(stream_rounds())
+        try:
+            # Steady streaming, not the turns' start-up (that is the first-token row): pings start
+            # `lead` seconds into the streams.
+            await asyncio.wait([streaming], timeout=lead)
+            for p in swarms:
+                p.stdin.write(f"ping {cfg.ping_rate / len(swarms)}\n")
+                p.stdin.flush()
+            pings.extend(loop.run_in_executor(None, p.stdout.readline) for p in swarms)
+            await asyncio.wait(pings)
+            await streaming
         finally:
+            streaming.cancel()
             await close_many(streamers)
         results = [json.loads(await f) for f in pings]
         lat = sorted(x for r in results for x in r["ms"])
         answered = sum(r["answered"] for r in results)
         p99 = percentile(lat, 99)
         ok, miss = at_most(p99, 100, "ms")
-        ledger.add(Row(f"{n:,} connections on 2 workers, ping p99 while {cfg.sessions} sessions stream", f"{p99:.1f} ms (p50 {percentile(lat, 50):.1f}, max {lat[-1] if lat else math.nan:.0f})",
+        ledger.add(Row(f"{n:,} connections on 2 workers, one ping each ({cfg.ping_rate:.0f}/s), p99 while {cfg.sessions} sessions stream 100 tokens/s", f"{p99:.1f} ms (p50 {percentile(lat, 50):.1f}, max {lat[-1] if lat else math.nan:.0f})",
                        "<= 100 ms", ok, miss))  # fmt: skip
         ledger.add(Row("... every connection answered a ping", f"{answered:,}/{n:,} ({held:,} opened)", "all", answered == n,
                        f"worker RSS {', '.join(f'{r:.0f}' for r in rss)} MB; {turns} rounds of turns, first delta p50 {percentile(sorted(firsts), 50):.0f} ms"))  # fmt: skip
@@ -667,11 +686,13 @@ def parse(argv: list[str] | None) -> tuple[Cfg, argparse.Namespace]:
     p.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_PG,
                    help=f"PostgreSQL server whose database {PG_DB} the bench drops and creates ({DEFAULT_PG})")  # fmt: skip
     p.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL rows")
+    p.add_argument("--cluster-db", choices=["pg", "sqlite"], help="database of the 2-worker cluster (pg unless --no-pg)")
     p.add_argument("--ref-venv", type=Path, default=DEFAULT_VENV, help=f"the reference virtualenv ({DEFAULT_VENV})")
     p.add_argument("--no-pin", action="store_true", help="do not pin servers and client to separate cores")
     p.add_argument("--keep-logs", action="store_true")
     a = p.parse_args(argv)
     q = a.quick
+    a.cluster_db = a.cluster_db or ("sqlite" if a.no_pg else "pg")
     cfg = Cfg(
         quick=q,
         pin=can_pin() and not a.no_pin,
@@ -684,7 +705,7 @@ def parse(argv: list[str] | None) -> tuple[Cfg, argparse.Namespace]:
         idle=a.idle or (1000 if q else 10_000),
         idle_window=2.0 if q else 5.0,
         cluster_conns=a.cluster_conns or (2000 if q else 20_000),
-        ping_rate=2000.0,
+        ping_rate=500.0,
         live_sessions=500 if q else 2000,
         lease=3.0,
         replays=3 if q else 7,
