@@ -49,7 +49,6 @@ from client import (
     session_stream,
     stream_once,
 )
-
 from procs import (
     Gateway,
     RedisServer,

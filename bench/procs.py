@@ -6,6 +6,7 @@ listens on a free loopback port and ``stop()`` ends it, also when it hangs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -111,7 +112,16 @@ class Gateway:
         return f"ws://127.0.0.1:{self.port}/api/ws"
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hermes_site.asgi:application"]
+        return [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "hermes_site.asgi:application",
+        ]
 
     def start(self) -> None:
         argv = self.argv()
@@ -145,7 +155,9 @@ class UvicornGateway(Gateway):
         ]  # fmt: skip
 
 
-def server_env(database_url: str, redis_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def server_env(
+    database_url: str, redis_url: str | None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(
         DJANGO_SETTINGS_MODULE=SETTINGS,
@@ -183,9 +195,19 @@ class WorkerCluster:
         while any(not port_free(base + i) for i in range(workers)):
             base = free_port()
         self.log_path = logdir / f"cluster-{base}.log"
-        argv = [sys.executable, "manage.py", "gateway_workers", "--workers", str(workers), "--port", str(base)]
+        argv = [
+            sys.executable,
+            "manage.py",
+            "gateway_workers",
+            "--workers",
+            str(workers),
+            "--port",
+            str(base),
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True
+            )
         self.workers: list[Worker] = []
         for _ in range(workers):
             _, name, _, pid, _, port = self.proc.stdout.readline().split()
@@ -203,9 +225,7 @@ class WorkerCluster:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 for worker in self.workers:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 self.proc.kill()
                 self.proc.wait(5)
