@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from procs import BENCH, free_port, stop_process, wait_port
@@ -23,7 +24,7 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def ensure_venv(venv: Path, say: callable) -> Path:
+def ensure_venv(venv: Path, say: Callable[[str], None]) -> Path:
     """The reference virtualenv's interpreter, creating the virtualenv first when it is missing."""
     python = venv_python(venv)
     probe = [str(python), "-c", "import tui_gateway.ws, uvicorn, starlette"]
