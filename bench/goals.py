@@ -119,7 +119,8 @@ def at_least(value: float, goal: float, unit: str = "x") -> tuple[bool, str]:
 
 def at_most(value: float, goal: float, unit: str) -> tuple[bool, str]:
     ok = value <= goal
-    return ok, "" if ok else f"missed by {value - goal:,.1f} {unit} ({value / goal:.1f}x the goal)"
+    over = f"{value - goal:.2f}x" if unit == "x" else f"{value - goal:,.1f} {unit}"
+    return ok, "" if ok else f"missed by {over} ({value / goal:.1f}x the goal)"
 
 
 def spread(values: list[float]) -> str:
