@@ -4,7 +4,8 @@
 
 Prints ``{"opened": n}`` once every connection got its ``gateway.ready``. Then reads commands:
 ``ping RATE`` sends one ``gateway.ping`` on every connection, RATE per second in all (without
-waiting for answers), and prints ``{"answered": n, "failed": n, "ms": [sorted latencies]}``;
+waiting for answers), and prints ``{"answered": n, "failed": n, "ms": [sorted latencies],
+"errors": [a few distinct reasons]}``;
 ``close`` closes everything and exits. The bench runs several of these when one process cannot
 drive all the sockets it wants.
 """
@@ -29,13 +30,14 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def ping_one(conn: Conn, at: float) -> float | None:
+async def ping_one(conn: Conn, at: float) -> float | str:
+    """Latency in ms, or why the ping failed."""
     await asyncio.sleep(max(0.0, at - time.perf_counter()))
     t0 = time.perf_counter()
     try:
         await conn.call("gateway.ping")
-    except Exception:
-        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
     return (time.perf_counter() - t0) * 1000
 
 
@@ -60,8 +62,14 @@ async def main(urls: list[str], count: int) -> None:
             rate = float(line[1])
             t0 = time.perf_counter()
             results = await asyncio.gather(*(ping_one(c, t0 + i / rate) for i, c in enumerate(conns)))
-            ms = sorted(r for r in results if r is not None)
-            print(json.dumps({"answered": len(ms), "failed": len(results) - len(ms), "ms": ms}), flush=True)
+            ms = sorted(r for r in results if isinstance(r, float))
+            errors = sorted({r for r in results if isinstance(r, str)})[:5]
+            print(
+                json.dumps(
+                    {"answered": len(ms), "failed": len(results) - len(ms), "ms": ms, "errors": errors}
+                ),
+                flush=True,
+            )
     await close_many(conns)
 
 
