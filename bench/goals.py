@@ -563,31 +563,36 @@ async def cost_rows(ledger: Ledger, cluster: WorkerCluster, redis: RedisServer, 
     w1 = cluster.workers[0]
     # Lease renewal: worker 1 owns cfg.live_sessions sessions and does nothing else. Its CPU over a
     # window minus its idle CPU (same length, before the sessions), divided by the renewal passes
-    # made meanwhile: each pass starts with one heartbeat SET per worker (Redis counts them, INFO
-    # commandstats; nothing else SETs in steady state). A pass takes time of its own before the
-    # next interval starts, so there are fewer passes than window / interval.
+    # it made meanwhile. Redis counts them (INFO commandstats): one lease script per session per
+    # pass as renewal works today; should renewal run one script for all, the heartbeat SETs (one
+    # per worker per pass; worker 2, idle, makes about window / interval) count them instead.
+    # A pass takes time of its own before the next interval starts: fewer than window / interval.
     tick = cfg.lease / 3
     window = max(3 * tick, cfg.idle_window)
     await asyncio.sleep(1.0)  # the workers' start-up settles
+    # A worker joins the cluster (and heartbeats) once a client connected: one connection each.
+    joined = await open_wave([w.url for w in cluster.workers], len(cluster.workers))
+    await asyncio.sleep(tick)
     c0 = cpu_seconds(w1.pid)
     await asyncio.sleep(window)
     idle_s = cpu_seconds(w1.pid) - c0
-    holders = await open_wave([w1.url], cfg.live_sessions // 100)
+    holders = joined + await open_wave([w1.url], cfg.live_sessions // 100)
     try:
 
         async def create(h: Conn) -> None:  # one call at a time per connection, connections at once
             for _ in range(100):
                 await h.call("session.create", {"close_on_disconnect": True, "title": ""})
 
-        await asyncio.gather(*(create(h) for h in holders))
-        live = len(holders) * 100
+        await asyncio.gather(*(create(h) for h in holders[len(joined) :]))
+        live = (len(holders) - len(joined)) * 100
         await asyncio.sleep(tick)
         e0, s0 = redis_calls(redis.url, "evalsha"), redis_calls(redis.url, "set")
         c0 = cpu_seconds(w1.pid)
         await asyncio.sleep(window)
         busy_s = cpu_seconds(w1.pid) - c0
-        passes = max(1.0, (redis_calls(redis.url, "set") - s0) / len(cluster.workers))
-        scripts = (redis_calls(redis.url, "evalsha") - e0) / passes
+        evals, sets = redis_calls(redis.url, "evalsha") - e0, redis_calls(redis.url, "set") - s0
+        passes = evals / live if evals >= live else max(1.0, sets - window / tick)
+        scripts = evals / passes
         per_tick = 1000 * (busy_s - idle_s) / passes
         ok, miss = at_most(per_tick, 26, "ms")
         ledger.add(
