@@ -271,7 +271,6 @@ async def ref_rows(ledger: Ledger, procs: Procs, cfg: Cfg) -> None:
     print("\n[ref] round trips, ws_gateway (daphne, SQLite) vs hermes-agent 0.19.0 (uvicorn)", flush=True)
     ours = procs.gateway("daphne", procs.sqlite)
     ref = procs.reference()
-    # session.list reads each one's session store: give both a few sessions' worth of warm-up.
     for name, method, params in REF_CALLS:
         for n in (1, 50):
             rates: dict[str, list[float]] = {"ours": [], "ref": []}
