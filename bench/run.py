@@ -1,6 +1,6 @@
 """Benchmark of ws_gateway: issue 15's figures beside their goals, in one run (see bench/README.md).
 
-    python bench/run.py                    # every row, one table: figure | measured | goal | met? (~8 min)
+    python bench/run.py                    # every row, one table: figure | measured | goal | met? (~7 min)
     python bench/run.py --quick            # fewer rounds, smaller sizes (under 2 minutes)
     python bench/run.py --only first       # one group of rows: ref rpc first connect pg idle cluster
     python bench/run.py detail [...]       # the side-by-side tables of harness.py (streams, round trips,
