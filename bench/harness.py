@@ -49,10 +49,10 @@ from client import (
     session_stream,
     stream_once,
 )
-
-from tests.services import (
+from procs import (
     Gateway,
     RedisServer,
+    UvicornGateway,
     WorkerCluster,
     free_port,
     migrate,
@@ -71,18 +71,6 @@ CALLS = [("gateway.ping", False), ("session.history", True), ("test.echo", False
 
 
 # -- processes -----------------------------------------------------------------
-
-
-class UvicornGateway(Gateway):
-    """The same ASGI application served by uvicorn (one process, asyncio loop)."""
-
-    def start(self) -> None:
-        # --lifespan off: Channels' ProtocolTypeRouter has no lifespan handler.
-        argv = [sys.executable, "-m", "uvicorn", "hermes_site.asgi:application", "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.port, proc=self.proc)
 
 
 class BareServer:

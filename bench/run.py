@@ -1,16 +1,15 @@
-"""Benchmark of ws_gateway against a bare ``websockets`` server, side by side, in one run.
+"""Benchmark of ws_gateway: issue 15's figures beside their goals, in one run (see bench/README.md).
 
-    python bench/run.py                              # gateway (daphne, memory) vs bare; cluster (~1.5 min)
-    python bench/run.py --quick                      # shorter runs (~40 s)
-    python bench/run.py --only turns                 # 50 concurrent turns, gateway vs bare
-    python bench/run.py --only cross --redis-layer both   # cross-process streams, pubsub vs core
-    python bench/run.py --server both --layer both   # daphne and uvicorn, memory and Redis (~3-4 min)
-    python bench/run.py --help                       # every flag
+    python bench/run.py                    # every row, one table: figure | measured | goal | met? (~7 min)
+    python bench/run.py --quick            # fewer rounds, smaller sizes (under 2 minutes)
+    python bench/run.py --only first       # one group of rows: ref rpc first connect pg idle cluster
+    python bench/run.py detail [...]       # the side-by-side tables of harness.py (streams, round trips,
+                                           # turns, cross-process) against the bare websockets server
+    python bench/run.py --help             # every flag (detail --help: the detail flags)
 
-See bench/README.md for what every figure means. Every server process is
-started on a free loopback port and stopped at the end, also on errors and
-Ctrl-C. Exit status: 0 when every stream was exact and no workload failed
-(goals not met are reported, not an error), 1 otherwise, 130 on Ctrl-C.
+Every server process is started on a free loopback port and stopped at the end, also on errors and
+Ctrl-C. Exit status: 0 when every stream was exact with no lost event and no row failed (a goal not
+met is reported, not an error), 1 otherwise, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -33,7 +32,11 @@ except ImportError:
 
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
-from harness import main  # noqa: E402
-
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["detail"]:  # harness.py: side-by-side tables (streams, round trips, turns)
+        from harness import main
+
+        sys.exit(main(sys.argv[2:]))
+    from goals import main
+
     sys.exit(main())

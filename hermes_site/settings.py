@@ -7,6 +7,8 @@ Environment variables:
                         WebSocket handshake may carry (other ones: 4503, DNS rebinding)
     DATABASE_URL        e.g. postgres://user@host:5432/db (default: SQLite file db.sqlite3)
     DATABASE_CONN_MAX_AGE  seconds a worker thread keeps its DB connection (default 0)
+    DATABASE_POOL       "0" turns PostgreSQL's connection pool off (default on)
+    DATABASE_POOL_MAX   connections the pool opens at most per process (default 20)
     REDIS_URL           e.g. redis://127.0.0.1:6379/0; unset = in-memory channel layer
     REDIS_LAYER         "pubsub" (default) or "core": which channels_redis layer
     GATEWAY_AGENT       agent backend: "demo" (default), "openai" or a dotted path
@@ -113,8 +115,19 @@ DATABASES = {
         _database_url, conn_max_age=int(_env("DATABASE_CONN_MAX_AGE", "0")), conn_health_checks=True
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env("DATABASE_POOL", "1") == "1":
+    # Django's connection pool (psycopg_pool): a call borrows a connection instead of opening one
+    # (session.list p50 5.4 -> 1.05 ms measured). ws_gateway hands it back after each unit of work.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": int(_env("DATABASE_POOL_MAX", "20")),
+        "timeout": 30,
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file has no connection limit: each thread keeps its connection (no reopen per call).
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -86,6 +86,16 @@ def immediate(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
         conn.transaction_mode = host_mode
 
 
+def release(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Hand a pooled connection back after a unit of work (outside any transaction).
+
+    Threads that live long and write now and then (a turn waiting for a person) would
+    otherwise keep a connection of the pool for their whole life."""
+    conn = connections[using]
+    if conn.settings_dict.get("OPTIONS", {}).get("pool") and not conn.in_atomic_block:
+        conn.close()
+
+
 def write_unit(fn: Callable[P, R]) -> Callable[P, R]:
     """Run ``fn`` as one immediate transaction, again with backoff while SQLite reports a lock.
 
@@ -96,25 +106,41 @@ def write_unit(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         conn = connections[DEFAULT_DB_ALIAS]
-        if conn.vendor != "sqlite" or conn.in_atomic_block:
+        if conn.in_atomic_block:
             with immediate():
                 return fn(*args, **kwargs)
-        deadline = time.monotonic() + gateway_settings.SQLITE_BUSY_TIMEOUT_S
-        backoff = _FIRST_BACKOFF_S
-        attempt = 1
-        while True:
-            try:
-                with immediate():
-                    return fn(*args, **kwargs)
-            except OperationalError as exc:
-                if not is_locked(exc) or time.monotonic() + backoff > deadline:
-                    raise
-                log.info("%s: %s (attempt %d), retrying", fn.__qualname__, exc, attempt)
-            time.sleep(backoff * (0.5 + random.random()))  # jitter: lockstep retries collide again
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
-            attempt += 1
+        try:
+            return _run_unit(fn, *args, **kwargs)
+        finally:
+            release()
 
     return run
+
+
+def _run_unit(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """The outermost unit: one transaction; on SQLite again with backoff while locked."""
+    if connections[DEFAULT_DB_ALIAS].vendor == "sqlite":
+        return _retried(fn, *args, **kwargs)
+    with immediate():
+        return fn(*args, **kwargs)
+
+
+def _retried(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """SQLite: run again with backoff while the database is reported locked or busy."""
+    deadline = time.monotonic() + gateway_settings.SQLITE_BUSY_TIMEOUT_S
+    backoff = _FIRST_BACKOFF_S
+    attempt = 1
+    while True:
+        try:
+            with immediate():
+                return fn(*args, **kwargs)
+        except OperationalError as exc:
+            if not is_locked(exc) or time.monotonic() + backoff > deadline:
+                raise
+            log.info("%s: %s (attempt %d), retrying", fn.__qualname__, exc, attempt)
+        time.sleep(backoff * (0.5 + random.random()))  # jitter: lockstep retries collide again
+        backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        attempt += 1
 
 
 class _Pending:

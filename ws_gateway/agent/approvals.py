@@ -26,7 +26,7 @@ from ..models import ApprovalRule
 from ..sessions import lifecycle
 from ..sessions.live import LiveSession
 from ..terminal import BackendUnavailable, backend
-from ..writes import write_unit
+from ..writes import release, write_unit
 from .context import TurnContext
 from .pending import pending, timeout_for
 from .policy import Decision, decide
@@ -116,7 +116,10 @@ def approvals_off(session: LiveSession) -> bool:
 def pre_approved(session: LiveSession, key: str) -> bool:
     if key in session.config.get("approved_patterns", ()):
         return True
-    return ApprovalRule.objects.filter(owner_id=session.owner_id, pattern=key).exists()
+    try:
+        return ApprovalRule.objects.filter(owner_id=session.owner_id, pattern=key).exists()
+    finally:
+        release()  # a turn thread may wait long after this: give a pooled connection back
 
 
 def may_run(ctx: TurnContext, command: str) -> bool:

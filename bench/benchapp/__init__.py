@@ -1,0 +1,1 @@
+"""Bench-only RPC methods, registered through the public registry as a host project would."""
