@@ -10,18 +10,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ws_gateway.cluster import cluster
-from ws_gateway.outbox import emit
-from ws_gateway.rpc import RpcError, method
-from ws_gateway.sessions import service
+from ws_gateway import LiveSession, RpcError, emit, method
+from ws_gateway.backplane import backplane
 
 
-def _stream_from_thread(call: Any, word: Callable[[int], str]) -> dict[str, Any]:
+def _stream_from_thread(call: Any, live: LiveSession, word: Callable[[int], str]) -> dict[str, Any]:
     """message.start, ``count`` deltas ``word(i)`` (``delay_ms`` apart), message.complete, from a thread."""
     p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    count = p.int("count", 100)
-    delay = (p.int("delay_ms", 0) or 0) / 1000.0
+    count = p.integer("count", 100)
+    delay = (p.integer("delay_ms", 0) or 0) / 1000.0
 
     def run() -> None:
         emit(live.id, "message.start")
@@ -38,16 +35,16 @@ def _stream_from_thread(call: Any, word: Callable[[int], str]) -> dict[str, Any]
     return {"status": "streaming"}
 
 
-@method("test.stream")
-def stream(call: Any) -> dict[str, Any]:
+@method("test.stream", session=True)
+def stream(call: Any, live: LiveSession) -> dict[str, Any]:
     """``count`` message.delta events (word ``w<i> ``) then message.complete, from a plain thread."""
-    return _stream_from_thread(call, lambda i: f"w{i} ")
+    return _stream_from_thread(call, live, lambda i: f"w{i} ")
 
 
-@method("test.timed_stream")
-def timed_stream(call: Any) -> dict[str, Any]:
+@method("test.timed_stream", session=True)
+def timed_stream(call: Any, live: LiveSession) -> dict[str, Any]:
     """Like ``test.stream``, each delta ``"<i>:<time.monotonic_ns() at emit> "`` (emit -> receipt latency)."""
-    return _stream_from_thread(call, lambda i: f"{i}:{time.monotonic_ns()} ")
+    return _stream_from_thread(call, live, lambda i: f"{i}:{time.monotonic_ns()} ")
 
 
 @method("test.echo")
@@ -55,12 +52,10 @@ def echo(call: Any) -> dict[str, Any]:
     return {"params": call.params.data}
 
 
-@method("bench.events")
-def events(call: Any) -> dict[str, Any]:
+@method("bench.events", session=True)
+def events(call: Any, live: LiveSession) -> dict[str, Any]:
     """Emit ``count`` ``status.update`` events (never merged) from a thread: fills the durable log."""
-    p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    count = p.int("count", 100, minimum=0) or 0
+    count = call.params.integer("count", 100, minimum=0) or 0
 
     def run() -> None:
         for i in range(count):
@@ -70,17 +65,15 @@ def events(call: Any) -> dict[str, Any]:
     return {"status": "emitting"}
 
 
-@method("bench.replay_cost")
-def replay_cost(call: Any) -> dict[str, Any]:
+@method("bench.replay_cost", session=True)
+def replay_cost(call: Any, live: LiveSession) -> dict[str, Any]:
     """Read the session's whole durable log on the cluster's loop, as a resume after adoption does.
 
     Returns the events read and the wall time the loop spent on it (it does nothing else meanwhile
-    on an idle worker): the cost of ``cluster.replay`` that a client would otherwise see as a stall.
+    on an idle worker): the cost of ``backplane.replay`` that a client would otherwise see as a stall.
     """
-    p = call.params
-    live = service.get_live(p.session_id(), call.conn.user_id)
-    if not cluster.active:
+    if not backplane.shared:
         raise RpcError(4000, "no cluster (REDIS_URL) on this worker")
     t0 = time.perf_counter()
-    replay = cluster.run(cluster.replay(live.id, 0))
+    replay = backplane.run(backplane.replay(live.id, 0))
     return {"events": len(replay.events), "ms": (time.perf_counter() - t0) * 1000}
