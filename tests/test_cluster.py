@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests.helpers import stored_rows
+from tests.helpers import server_saw_close, stored_rows
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -254,8 +254,11 @@ async def test_leaving_from_another_worker_parks_the_session_on_its_owner(cluste
     async with GatewayClient.connect(w1.url) as watcher:
         owner_client, remote, sid = await attached_on_two_workers(w1, w2)
         await owner_client.close()
-        await remote.call("gateway.ping")
-        assert not watcher.find_events("session.reclaimed")  # still attached through worker 2
+        await server_saw_close(cluster, owner_client)
+        # Twice the grace on the owner's clock: still there, its client on worker 2 keeps it.
+        await watcher.call("test.after", {"ms": 1000})
+        assert not watcher.find_events("session.reclaimed")
+        assert (await remote.call("session.history", {"session_id": sid}))["count"] == 0
         await remote.close()
         event = await watcher.event("session.reclaimed", timeout=15)
         assert event["payload"]["session_id"] == sid

@@ -206,14 +206,23 @@ async def test_interrupt_releases_a_pending_clarify(gateway):
         assert late == {"status": "expired"}
 
 
-async def test_interrupt_denies_pending_approvals(gateway):
+async def test_interrupt_denies_pending_approvals(gateway, tmp_path):
+    target = tmp_path / "keep"
+    target.mkdir()
     async with Session.open(gateway) as s:
-        mark = await submit(s, "!approve echo never")
-        await s.client.event("approval.request", s.sid, after=mark)
+        mark = await submit(s, f"!run rm -rf {target}")
+        request = await s.client.event("approval.request", s.sid, after=mark)
         await s.call("session.interrupt")
         complete = await reply_text(s, mark)
         assert complete["status"] == "interrupted"
+        cancel = await s.client.event("request.cancel", s.sid, after=mark)
+        assert cancel["payload"]["request_id"] == request["payload"]["request_id"]
+        assert cancel["payload"]["reason"] == "interrupted"
         assert (await s.call("approval.pending"))["approvals"] == []
+        # Denied, not approved: the command never ran.
+        assert target.exists()
+        assert [e["payload"].get("summary") for e in s.events("tool.complete", after=mark)] == ["denied"]
+        assert await s.call("approval.respond", {"choice": "once"}) == {"resolved": 0}
 
 
 async def test_sudo_received_and_declined(gateway):

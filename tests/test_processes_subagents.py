@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import uuid
 
 import pytest
 
-from tests.helpers import Session, eventually
+from tests.helpers import Session, eventually, server_saw_close, sleeping
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -98,16 +100,30 @@ def _pgid(pid: str) -> int:
 
 
 async def test_a_session_with_a_running_process_is_not_reaped(gateways):
-    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0.5)
+    grace = 0.5
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=grace)
+    duration = f"{2000 + uuid.uuid4().int % 1000}.25"  # names this test's process among the machine's
     async with GatewayClient.connect(gateway.url) as watcher:
         owner = await GatewayClient.open(gateway.url)
         created = await owner.call("session.create")
         sid = created["session_id"]
-        await owner.call("prompt.submit", {"session_id": sid, "text": "!bg sleep 2"})
-        await owner.event("terminal.close", sid, timeout=15)  # the owner still sees it end...
+        await owner.call("prompt.submit", {"session_id": sid, "text": f"!bg sleep {duration}"})
+        await owner.event("message.complete", sid, timeout=15)
+        await eventually(lambda: sleeping(duration))
         await owner.close()
-        event = await watcher.event("session.reclaimed", timeout=15)  # ...and only then is it reaped
-        assert event["payload"]["session_id"] == sid
+        await server_saw_close(gateway, owner)
+        # Three graces later on the server's clock, the process still keeps the session.
+        await watcher.call("test.after", {"ms": int(grace * 3000)})
+        assert not watcher.find_events("session.reclaimed")
+        assert sleeping(duration)
+        for pid in sleeping(duration):
+            os.kill(pid, signal.SIGKILL)  # the process ends: now the session is reclaimed
+        event = await watcher.event("session.reclaimed", timeout=15)
+        assert event["payload"] == {
+            "session_id": sid,
+            "stored_session_id": created["stored_session_id"],
+            "reason": "ws_orphan_reap",
+        }
 
 
 async def test_delegate_runs_a_child_and_reports_on_the_parent(gateway):
@@ -133,6 +149,7 @@ async def test_watch_window_mirrors_a_running_child_and_refuses_prompts(gateway)
         child_key = start["payload"]["child_session_id"]
         watch = await watcher.call("session.resume", {"session_id": child_key, "lazy": True})
         child = watch["session_id"]
+        await watcher.event("message.delta", child, timeout=30)  # the child's turn is running
         with pytest.raises(RpcFailure) as busy:
             await watcher.call("prompt.submit", {"session_id": child, "text": "hello?"})
         assert busy.value.code == 4009

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 
 import pytest
 
@@ -49,14 +50,27 @@ async def test_reconnect_within_grace_keeps_runtime_id_and_replays_missed_events
         assert live_after == replay["events"][-len(live_after) :]
 
 
+def logged_at(gateway, pattern: str) -> datetime | None:
+    """The server's own time (its log line's timestamp) of the first line matching ``pattern``."""
+    found = re.search(r"^(\S+ \S+) \S+ \S+ .*" + pattern, gateway.log_text(), re.MULTILINE)
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f") if found else None
+
+
 async def test_orphan_is_reclaimed_after_grace_and_every_client_hears(gateways):
-    gateway = gateways.shared("memory", ORPHAN_GRACE_S=1.0)
+    grace = 1.0
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=grace)
     async with GatewayClient.connect(gateway.url) as watcher1, GatewayClient.connect(gateway.url) as watcher2:
         owner = await GatewayClient.open(gateway.url)
         created = await owner.call("session.create")
         sid = created["session_id"]
         await owner.event("session.info", sid)
+        port = owner.ws.local_address[1]
         await owner.close()
+        await server_saw_close(gateway, owner)
+        # Half the grace on the server's clock: still there (a 1000x shorter grace is caught here).
+        await watcher1.call("test.after", {"ms": int(grace * 500)})
+        assert not watcher1.find_events("session.reclaimed")
+        assert sid in [s["id"] for s in (await watcher1.call("session.active_list"))["sessions"]]
         for watcher in (watcher1, watcher2):
             payload = await reclaimed(watcher, sid)
             assert payload == {
@@ -67,6 +81,10 @@ async def test_orphan_is_reclaimed_after_grace_and_every_client_hears(gateways):
         with pytest.raises(RpcFailure) as err:
             await watcher1.call("session.activate", {"session_id": sid})
         assert err.value.code == 4001
+    # Lower bound on the server's clock: the reclaim came a whole grace after the client left.
+    left = logged_at(gateway, f"ws closed peer=127.0.0.1:{port} ")
+    ended = logged_at(gateway, f"session ended session={sid} .*reason=ws_orphan_reap")
+    assert (ended - left).total_seconds() >= grace * 0.9  # the log line follows parking by a moment
 
 
 async def test_close_on_disconnect_reaps_at_once(gateway):
