@@ -62,6 +62,13 @@ MUTANTS: list[Mutant] = [
         ("tests/test_processes_subagents.py", "-k", "running_process"),
     ),
     M(
+        "processes-are-not-pending-work",
+        "ws_gateway/sessions/live.py",
+        " or bool(pending.for_session(self)) or processes.running(self)",
+        " or bool(pending.for_session(self))",
+        ("tests/test_processes_subagents.py", "-k", "running_process"),
+    ),
+    M(
         "remote-clients-not-counted",
         SVC,
         "        live.clients.add(call.conn.id)\n",
@@ -93,7 +100,8 @@ MUTANTS: list[Mutant] = [
         "interrupt-approves-once",
         PEND,
         "            self._end(request, DECLINED[request.kind], reason)",
-        '            self._end(request, {"choice": "once"} if request.kind == "approval" else DECLINED[request.kind], reason)',
+        '            self._end(request, {"choice": "once"} if request.kind == "approval"'
+        " else DECLINED[request.kind], reason)",
         ("tests/test_interactive.py", "-k", "interrupt_denies"),
     ),
     # -- pending requests and their owners ----------------------------------------------
@@ -144,7 +152,7 @@ MUTANTS: list[Mutant] = [
         SVC,
         '    pending.release(live, "session_closed")\n',
         "",
-        ("tests/test_interactive.py", "tests/test_sessions.py", "-k", "close or interrupt"),
+        ("tests/test_interactive.py", "-k", "closing_a_session"),
     ),
     # -- event log ----------------------------------------------------------------------
     M(
@@ -230,7 +238,7 @@ MUTANTS: list[Mutant] = [
         OUT,
         "                    if session_id not in self._ended:\n",
         "                    if True:\n",
-        ("tests/test_events.py", "tests/test_sessions.py"),
+        (UNITS, "-k", "late_events"),
     ),
     # -- connection writer --------------------------------------------------------------
     M(
@@ -243,16 +251,15 @@ MUTANTS: list[Mutant] = [
     M(
         "cursor-not-advanced",
         CONN,
-        "        self.push(srq_text if srq_text is not None and session_id in self.server_requests else text)\n"
-        "        self.cursors[session_id] = seq\n",
-        "        self.push(srq_text if srq_text is not None and session_id in self.server_requests else text)\n",
+        "        self.cursors[session_id] = seq\n\n    def _fill(",
+        "\n    def _fill(",
         (UNITS, "-k", "gap"),
     ),
     M(
         "start-cursor-restarts",
         CONN,
-        "        if session_id in self.cursors:\n            return\n        self.cursors[session_id] = baseline",
-        "        self.cursors[session_id] = baseline",
+        "        if session_id in self.cursors:\n            return\n        self.cursors[session_id] = b",
+        "        self.cursors[session_id] = b",
         (UNITS, "-k", "start_cursor"),
     ),
     M(

@@ -107,8 +107,10 @@ async def test_nobody_answers_another_users_prompts(private_gateway):
         GatewayClient.connect(private_gateway.url + f"?token={bob}") as b,
     ):
         sid = (await a.call("session.create"))["session_id"]
-        await a.call("prompt.submit", {"session_id": sid, "text": "!clarify Which?\n!sudo\n!secret KEY Paste"})
-        for kind, method, field, answer in (
+        await a.call(
+            "prompt.submit", {"session_id": sid, "text": "!clarify Which?\n!sudo\n!secret KEY Paste"}
+        )
+        for kind, method, field, _answer in (
             ("clarify", "clarify.respond", "answer", "Answer: mine"),
             ("sudo", "sudo.respond", "password", "sudo: received"),
             ("secret", "secret.respond", "value", "secret: stored"),
@@ -117,9 +119,14 @@ async def test_nobody_answers_another_users_prompts(private_gateway):
             with pytest.raises(RpcFailure) as err:
                 await b.call(method, {"request_id": request["request_id"], field: "bob's"})
             assert err.value.code == 4009, kind
-            open_ids = [r["request_id"] for r in (await a.call("session.events.since", {"session_id": sid}))["open_requests"]]
+            open_ids = [
+                r["request_id"]
+                for r in (await a.call("session.events.since", {"session_id": sid}))["open_requests"]
+            ]
             assert open_ids == [request["request_id"]], kind  # still open: bob's answer did nothing
-            assert await a.call(method, {"request_id": request["request_id"], field: "mine"}) == {"status": "ok"}
+            assert await a.call(method, {"request_id": request["request_id"], field: "mine"}) == {
+                "status": "ok"
+            }
         complete = await a.event("message.complete", sid)
         assert complete["payload"]["text"] == "Answer: mine\nsudo: received\nsecret: stored"
 
@@ -136,7 +143,9 @@ async def test_another_users_reply_to_a_server_request_is_dropped(private_gatewa
         request = await a.server_request("clarify")
         await b.reply(request["id"], {"answers": {"q1": "left"}})
         assert await b.call("gateway.ping") == {"ok": True}  # bob's reply was handled before this
-        open_ids = [r["id"] for r in (await a.call("session.events.since", {"session_id": sid}))["open_requests"]]
+        open_ids = [
+            r["id"] for r in (await a.call("session.events.since", {"session_id": sid}))["open_requests"]
+        ]
         assert open_ids == [request["id"]]
         await a.reply(request["id"], {"answers": {"q1": "right"}})
         complete = await a.event("message.complete", sid)

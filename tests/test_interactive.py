@@ -280,3 +280,15 @@ async def test_always_survives_a_server_restart(gateways, tmp_path):
         events = await s.turn(f"!run echo {word} again")
         assert not [e for e in events if e["type"] == "approval.request"]
         assert events[-2]["payload"]["text"] == f"Ran: echo {word} again (exit 0)\n{word} again"
+
+
+async def test_closing_a_session_cancels_its_open_requests_as_session_closed(gateway):
+    async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
+        await watcher.call("session.activate", {"session_id": s.sid})
+        mark = await submit(s, "!clarify Still there?")
+        request = (await s.client.event("clarify.request", s.sid, after=mark))["payload"]
+        await s.call("session.close")
+        cancel = await watcher.event("request.cancel", s.sid)
+        assert cancel["payload"]["request_id"] == request["request_id"]
+        assert cancel["payload"]["reason"] == "session_closed"
+        assert len(watcher.find_events("request.cancel", s.sid)) == 1

@@ -101,7 +101,8 @@ def _pgid(pid: str) -> int:
 
 async def test_a_session_with_a_running_process_is_not_reaped(gateways):
     grace = 0.5
-    gateway = gateways.shared("memory", ORPHAN_GRACE_S=grace)
+    # A short staleness too: a process keeps its session however long nothing else happened.
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=grace, STALE_TURN_S=grace)
     duration = f"{2000 + uuid.uuid4().int % 1000}.25"  # names this test's process among the machine's
     async with GatewayClient.connect(gateway.url) as watcher:
         owner = await GatewayClient.open(gateway.url)

@@ -24,7 +24,6 @@ from ws_gateway.checks import terminal_backend_check
 from ws_gateway.terminal import run
 from ws_gateway.terminal.backends import SandboxBackend, sandbox_options
 
-
 pytestmark = pytest.mark.sandbox
 
 

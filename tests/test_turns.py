@@ -157,11 +157,13 @@ async def test_busy_input_mode_steer_feeds_the_running_turn(gateway):
     async with Session.open(gateway) as s:
         await s.call("config.set", {"key": "busy_input_mode", "value": "steer"})
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!sleep 300\n!stream 2"})
+        await s.call("prompt.submit", {"text": "!clarify Hold on?\n!stream 2"})  # held open by the prompt
+        request = await s.client.event("clarify.request", s.sid, after=mark)
         assert (await s.call("prompt.submit", {"text": "go left"}))["status"] == "steered"
         assert (await s.call("session.steer", {"text": "then right"}))["status"] == "steered"
+        await s.call("clarify.respond", {"request_id": request["payload"]["request_id"], "answer": "ok"})
         complete = (await s.completes(1, after=mark))[0]["payload"]
-        assert complete["text"] == "Steered: go left\nSteered: then right\nt1 t2"
+        assert complete["text"] == "Answer: ok\nSteered: go left\nSteered: then right\nt1 t2"
 
 
 async def test_submission_ref_twice_starts_one_turn(gateway):
@@ -210,7 +212,8 @@ async def test_undo_and_rewind_change_the_stored_transcript_exactly(gateway):
 async def test_undo_while_running_is_busy(gateway):
     async with Session.open(gateway) as s:
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!sleep 2000"})
+        await s.call("prompt.submit", {"text": "!clarify Hold on?"})
+        await s.client.event("clarify.request", s.sid, after=mark)  # the turn is held open
         with pytest.raises(RpcFailure) as err:
             await s.call("session.undo")
         assert err.value.code == 4009

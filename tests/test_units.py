@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from ws_gateway import commands as commands_module
-from ws_gateway.agent import approvals, demo, pending as pending_module
+from ws_gateway.agent import approvals, demo
+from ws_gateway.agent import pending as pending_module
 from ws_gateway.agent.openai_backend import history_messages, user_content
 from ws_gateway.agent.pending import PendingRequests
 from ws_gateway.conf import gateway_settings
@@ -147,7 +148,7 @@ def kinds(conn: FakeConn) -> list[tuple[int, str, str]]:
 
 
 async def test_deltas_within_the_interval_become_one_event(stream_box):
-    box, stream, conn = stream_box
+    _box, stream, conn = stream_box
     for i in range(50):
         stream.push("message.delta", {"text": f"w{i} "})
     # The first delta goes at once (nothing was flushed for an interval); the other 49 wait.
@@ -162,7 +163,7 @@ async def test_deltas_within_the_interval_become_one_event(stream_box):
 
 
 async def test_a_delta_of_another_kind_flushes_the_merged_one(stream_box):
-    box, stream, conn = stream_box
+    _box, stream, conn = stream_box
     stream.push("message.delta", {"text": "a"})
     stream.push("reasoning.delta", {"text": "r1"})
     stream.push("reasoning.delta", {"text": "r2"})
@@ -196,7 +197,7 @@ async def _until(predicate: Any) -> None:
 
 
 async def test_emitted_events_of_a_thread_are_numbered_in_order(stream_box):
-    box, stream, conn = stream_box
+    box, _stream, conn = stream_box
     box.flush_interval = 0.0
 
     def produce() -> None:
@@ -318,7 +319,12 @@ def test_release_declines(requests, kind, answer):
     thread.join(5)
     assert answers == [answer]
     cancel = emitted[-1][2]
-    assert cancel == {"id": request.srq_id, "method": kind, "reason": "interrupted", "request_id": request.request_id}
+    assert cancel == {
+        "id": request.srq_id,
+        "method": kind,
+        "reason": "interrupted",
+        "request_id": request.request_id,
+    }
 
 
 @pytest.mark.parametrize(("kind", "expires"), [("approval", False), ("clarify", True), ("secret", True)])
@@ -511,7 +517,10 @@ def test_dangerous_command_matching(command, description):
 
 
 def test_extra_dangerous_patterns_add_to_the_defaults(settings):
-    settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "EXTRA_DANGEROUS_PATTERNS": [[r"\bzap\b", "zap"]]}
+    settings.WS_GATEWAY = {
+        **getattr(settings, "WS_GATEWAY", {}),
+        "EXTRA_DANGEROUS_PATTERNS": [[r"\bzap\b", "zap"]],
+    }
     assert approvals.dangerous("zap it").description == "zap"
     assert approvals.dangerous("rm -rf x").description == "recursive delete"
 
@@ -576,3 +585,15 @@ def test_history_messages_groups_consecutive_tool_rows_before_the_reply():
 )
 def test_user_content(attachments, expected):
     assert user_content("look", attachments) == expected
+
+
+async def test_late_events_of_an_ended_session_are_dropped_not_renumbered(stream_box):
+    box, _stream, conn = stream_box
+    box.flush_interval = 0.0
+    box.emit("s", "status.update", {"text": "before"})
+    box.close("s")
+    box.emit("s", "status.update", {"text": "late"})  # from a thread that has not heard yet
+    box.emit("t", "status.update", {"text": "other"})
+    await asyncio.wait_for(_until(lambda: "t" in box.streams), 5)
+    assert [(seq, p["payload"]["text"]) for seq, p in conn.seen] == [(1, "before")]
+    assert "s" not in box.streams and box.logs.get("s") is None
