@@ -324,3 +324,26 @@ def test_connection_ids_name_their_worker(channel):
 
     assert worker_of(connection_id(channel)) == channel
     assert worker_of(connection_id(None)) is None
+
+
+async def test_adopting_a_dead_workers_session_cancels_its_open_requests(clusters):
+    cluster, _ = clusters(2)
+    w1, w2 = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    created = await a.call("session.create")
+    sid, key = created["session_id"], created["stored_session_id"]
+    await a.call("prompt.submit", {"session_id": sid, "text": "!clarify Still there?"})
+    request = (await a.event("clarify.request", sid))["payload"]
+    w1.signal(signal.SIGKILL)
+    await asyncio.wait_for(a.closed, 10)
+    async with GatewayClient.connect(w2.url) as b:
+        assert (await resume_retrying(b, key))["session_id"] == sid
+        replay = await b.call("session.events.since", {"session_id": sid, "last_seen": 0})
+        cancels = [e["payload"] for e in replay["events"] if e["type"] == "request.cancel"]
+        assert cancels == [
+            {"id": "", "method": "clarify", "reason": "session_closed", "request_id": request["request_id"]}
+        ]
+        assert [e["payload"]["status"] for e in replay["events"] if e["type"] == "message.complete"] == [
+            "interrupted"
+        ]
+        assert "open_requests" not in replay

@@ -148,3 +148,54 @@ async def test_idle_socket_stays_open_past_ten_seconds_on_redis(gateways):
             await asyncio.wait_for(asyncio.shield(client.closed), 11)
         assert await client.call("gateway.ping") == {"ok": True}
         assert (await client.call("session.history", {"session_id": sid}))["count"] == 0
+
+
+async def test_close_on_disconnect_waits_for_the_last_client(gateway):
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        created = await owner.call("session.create", {"close_on_disconnect": True})
+        sid = created["session_id"]
+        second = await GatewayClient.open(gateway.url)
+        assert (await second.call("session.resume", {"session_id": created["stored_session_id"]}))[
+            "session_id"
+        ] == sid
+        await owner.close()
+        await server_saw_close(gateway, owner)
+        # The owner's leaving detached nothing: the session still has a client.
+        port = owner.ws.local_address[1]
+        line = re.search(rf"ws closed peer=127.0.0.1:{port} .*", gateway.log_text()).group(0)
+        assert "reaped_sessions=0" in line and "detached_sessions=0" in line
+        assert (await second.call("session.history", {"session_id": sid}))["count"] == 0
+        assert not watcher.find_events("session.reclaimed")
+        await second.close()
+        assert (await reclaimed(watcher, sid, timeout=5))["reason"] == "ws_disconnect"
+
+
+async def test_live_session_cap_spares_sessions_with_pending_work(gateways):
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0, MAX_LIVE_SESSIONS=2)
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        busy = (await owner.call("session.create"))["session_id"]  # the least recent one...
+        await owner.call("prompt.submit", {"session_id": busy, "text": "!clarify Wait for me?"})
+        await owner.event("clarify.request", busy)  # ...but its turn waits for an answer
+        idle = (await owner.call("session.create"))["session_id"]
+        await owner.close()
+        await server_saw_close(gateway, owner)
+        await watcher.call("session.create")
+        assert (await reclaimed(watcher, idle))["reason"] == "lru_evict"
+        assert busy in [s["id"] for s in (await watcher.call("session.active_list"))["sessions"]]
+
+
+async def test_idle_sweep_spares_sessions_with_pending_work(gateways):
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0, IDLE_TTL_S=1.0, SWEEP_INTERVAL_S=0.3)
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        busy = (await owner.call("session.create"))["session_id"]
+        await owner.call("prompt.submit", {"session_id": busy, "text": "!clarify Wait for me?"})
+        await owner.event("clarify.request", busy)
+        idle = (await owner.call("session.create"))["session_id"]  # created after the busy one
+        await owner.close()
+        assert (await reclaimed(watcher, idle))["reason"] == "idle_timeout"
+        await watcher.call("test.after", {"ms": 700})  # two more sweeps on the server's clock
+        assert busy in [s["id"] for s in (await watcher.call("session.active_list"))["sessions"]]
+        assert not [e for e in watcher.find_events("session.reclaimed") if e["payload"]["session_id"] == busy]

@@ -597,3 +597,28 @@ async def test_late_events_of_an_ended_session_are_dropped_not_renumbered(stream
     await asyncio.wait_for(_until(lambda: "t" in box.streams), 5)
     assert [(seq, p["payload"]["text"]) for seq, p in conn.seen] == [(1, "before")]
     assert "s" not in box.streams and box.logs.get("s") is None
+
+
+@pytest.mark.parametrize(("frames", "closed"), [(5, False), (6, True)])
+async def test_a_client_that_does_not_read_is_closed_past_the_frame_cap(settings, frames, closed):
+    settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "OUTBOUND_MAX_FRAMES": 5}
+    codes: list[int] = []
+    stuck = asyncio.Event()
+
+    async def send_text(text: str) -> None:
+        await stuck.wait()  # the socket takes nothing
+
+    async def close(code: int) -> None:
+        codes.append(code)
+
+    conn = Connection("c2", user_id=None, peer="test", send_text=send_text, close=close)
+    conn.push("first")  # taken by the writer, which then blocks in send_text
+    await asyncio.wait_for(_until(lambda: not conn._out), 5)
+    for i in range(frames):
+        conn.push(f"f{i}")
+    assert conn.closed is closed
+    if closed:
+        await asyncio.wait_for(_until(lambda: codes), 5)
+        assert codes == [4008] and not conn._out
+    stuck.set()
+    await conn.shutdown()
