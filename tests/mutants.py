@@ -66,7 +66,7 @@ MUTANTS: list[Mutant] = [
         "ws_gateway/sessions/live.py",
         " or bool(pending.for_session(self)) or processes.running(self)",
         " or bool(pending.for_session(self))",
-        ("tests/test_processes_subagents.py", "-k", "running_process"),
+        ("tests/test_reaping.py", "-k", "idle_sweep"),
     ),
     M(
         "remote-clients-not-counted",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import uuid
 import re
 from datetime import datetime
 
 import pytest
 
-from tests.helpers import eventually, server_saw_close
+from tests.helpers import eventually, server_saw_close, sleeping
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -186,16 +189,29 @@ async def test_live_session_cap_spares_sessions_with_pending_work(gateways):
         assert busy in [s["id"] for s in (await watcher.call("session.active_list"))["sessions"]]
 
 
-async def test_idle_sweep_spares_sessions_with_pending_work(gateways):
+@pytest.mark.parametrize("work", ["clarify", "process"])
+async def test_idle_sweep_spares_sessions_with_pending_work(gateways, work):
     gateway = gateways.shared("memory", ORPHAN_GRACE_S=0, IDLE_TTL_S=1.0, SWEEP_INTERVAL_S=0.3)
+    duration = f"{3000 + uuid.uuid4().int % 1000}.75"  # names this test's process among the machine's
     async with GatewayClient.connect(gateway.url) as watcher:
         owner = await GatewayClient.open(gateway.url)
         busy = (await owner.call("session.create"))["session_id"]
-        await owner.call("prompt.submit", {"session_id": busy, "text": "!clarify Wait for me?"})
-        await owner.event("clarify.request", busy)
+        if work == "clarify":  # a turn waiting for an answer
+            await owner.call("prompt.submit", {"session_id": busy, "text": "!clarify Wait for me?"})
+            await owner.event("clarify.request", busy)
+        else:  # a background process, its turn over
+            await owner.call("prompt.submit", {"session_id": busy, "text": f"!bg sleep {duration}"})
+            await owner.event("message.complete", busy)
+            await eventually(lambda: sleeping(duration))
         idle = (await owner.call("session.create"))["session_id"]  # created after the busy one
         await owner.close()
-        assert (await reclaimed(watcher, idle))["reason"] == "idle_timeout"
-        await watcher.call("test.after", {"ms": 700})  # two more sweeps on the server's clock
-        assert busy in [s["id"] for s in (await watcher.call("session.active_list"))["sessions"]]
-        assert not [e for e in watcher.find_events("session.reclaimed") if e["payload"]["session_id"] == busy]
+        try:
+            assert (await reclaimed(watcher, idle))["reason"] == "idle_timeout"
+            await watcher.call("test.after", {"ms": 700})  # two more sweeps on the server's clock
+            assert busy in [s["id"] for s in (await watcher.call("session.active_list"))["sessions"]]
+            assert not [
+                e for e in watcher.find_events("session.reclaimed") if e["payload"]["session_id"] == busy
+            ]
+        finally:
+            for pid in sleeping(duration):
+                os.kill(pid, signal.SIGKILL)
