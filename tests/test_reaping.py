@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import uuid
-import re
 from datetime import datetime
 
 import pytest
