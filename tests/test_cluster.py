@@ -7,6 +7,7 @@ import json
 import signal
 
 import pytest
+import websockets
 
 from tests.helpers import server_saw_close, stored_rows
 from ws_gateway.testing import GatewayClient, RpcFailure
@@ -347,3 +348,46 @@ async def test_adopting_a_dead_workers_session_cancels_its_open_requests(cluster
             "interrupted"
         ]
         assert "open_requests" not in replay
+
+
+async def test_a_new_socket_is_refused_with_4012_while_draining(clusters):
+    cluster, _ = clusters(2, DRAIN_S=60.0)
+    w1, _w2 = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    sid = (await a.call("session.create"))["session_id"]
+    await a.call("prompt.submit", {"session_id": sid, "text": "!clarify Hold the drain?"})
+    request = (await a.event("clarify.request", sid))["payload"]  # the turn holds the drain open
+    w1.signal(signal.SIGTERM)
+    await a.event("gateway.draining")
+    async with websockets.connect(w1.url) as late:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(late.recv(), 10)
+    assert closed.value.rcvd.code == 4012
+    assert "reason=draining" in cluster.log_text()
+    # The socket that was there is still served until its turn ends, then closed with 4012.
+    await a.call("clarify.respond", {"request_id": request["request_id"], "answer": "go"})
+    assert (await asyncio.wait_for(a.closed, 20)).rcvd.code == 4012
+    assert a.find_events("message.complete", sid)[0]["payload"]["text"] == "Answer: go"
+
+
+async def test_a_forwarded_call_failing_on_the_owner_fails_the_same_for_the_caller(clusters):
+    cluster, _ = clusters(2)
+    w1, w2 = cluster.workers
+    owner_client, remote, sid = await attached_on_two_workers(w1, w2)
+    try:
+        for method, params in (
+            ("config.set", {"key": "busy_input_mode", "value": "nonsense"}),
+            ("approval.respond", {"choice": "maybe"}),
+            ("prompt.submit", {"text": "B", "truncate_before_user_ordinal": 0}),  # 4029: confirm first
+        ):
+            failures = []
+            for client in (owner_client, remote):
+                with pytest.raises(RpcFailure) as err:
+                    await client.call(method, {"session_id": sid, **params})
+                failures.append((err.value.code, err.value.message))
+            assert failures[0] == failures[1], method  # the owner's answer, unchanged
+        assert (await remote.call("session.history", {"session_id": sid}))["count"] == 0
+    finally:
+        await owner_client.close()
+        await remote.close()

@@ -175,3 +175,32 @@ async def test_interrupting_the_parent_interrupts_the_child(gateway):
         done = await s.client.event("subagent.complete", s.sid, after=mark)
         assert done["payload"]["status"] == "interrupted"
         assert not done["payload"]["summary"].endswith("t1000")
+
+
+async def test_subagent_tool_calls_are_reported_on_the_parent(gateway):
+    async with Session.open(gateway) as s:
+        # The child runs one command; the parent's own command after it is no subagent's tool.
+        events = await s.turn("!delegate one command :: !run echo one\n!run echo two")
+        tools = [e["payload"] for e in events if e["type"] == "subagent.tool"]
+        assert [(t["tool_count"], t["goal"], t["status"]) for t in tools] == [(1, "one command", "running")]
+        done = next(e for e in events if e["type"] == "subagent.complete")["payload"]
+        assert done["tool_count"] == 1 and done["subagent_id"] == tools[0]["subagent_id"]
+        parents = [(e["payload"]["name"], e["payload"]["args"]) for e in s.events("tool.complete")]
+        assert parents == [("delegate", parents[0][1]), ("terminal", {"command": "echo two"})]
+
+
+async def test_subagent_interrupt_stops_the_child_and_the_parent_goes_on(gateway):
+    async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
+        mark = len(s.client.events)
+        await s.call("prompt.submit", {"text": "!delegate held child :: !clarify Hold on?\nafter"})
+        start = (await s.client.event("subagent.start", s.sid, after=mark))["payload"]
+        child = await watcher.call("session.resume", {"session_id": start["child_session_id"], "lazy": True})
+        await watcher.event("clarify.request", child["session_id"])  # the child waits for an answer
+        assert await s.call("subagent.interrupt", {"subagent_id": "sub_nosuch"}) == {"found": False}
+        assert await s.call("subagent.interrupt", {"subagent_id": start["subagent_id"]}) == {"found": True}
+        child_complete = await watcher.event("message.complete", child["session_id"])
+        assert child_complete["payload"]["status"] == "interrupted"
+        done = (await s.client.event("subagent.complete", s.sid, after=mark))["payload"]
+        assert done["subagent_id"] == start["subagent_id"] and done["status"] == "interrupted"
+        complete = (await s.completes(1, after=mark))[0]["payload"]
+        assert complete["status"] == "complete" and complete["text"].endswith("You said: after")
