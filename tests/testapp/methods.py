@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from ws_gateway import workers
-from ws_gateway.outbox import emit
+from ws_gateway.connection import connections
+from ws_gateway.outbox import emit, outbox
 from ws_gateway.rpc import RpcError, method
 from ws_gateway.sessions import service
 
@@ -169,3 +170,17 @@ def inline_wait_gate(call: Any) -> dict[str, Any]:
 def open_gate(call: Any) -> dict[str, Any]:
     _gate(call.params.str("name", "") or "").set()
     return {"opened": True}
+
+
+@method("test.buffers", pool=True)
+def buffers(call: Any) -> dict[str, Any]:
+    """What this process holds for its clients, by its own counters (no RSS, which varies by machine)."""
+    held = [
+        (conn._out_bytes, conn._transport.unsent_bytes() if conn._transport is not None else 0)
+        for conn in list(connections.values())
+    ]
+    return {
+        "event_log_bytes": outbox.logs._total,
+        "queued_bytes": max((q for q, _ in held), default=0),
+        "unsent_bytes": max((u for _, u in held), default=0),
+    }
