@@ -242,6 +242,14 @@ MUTANTS: list[Mutant] = [
     ),
     # -- connection writer --------------------------------------------------------------
     M(
+        "gap-read-again-per-event",
+        CONN,
+        "            if seq > self.cursors[session_id]:\n                self.push(",
+        "            if seq > self.cursors[session_id]:\n"
+        "                self.deliver(session_id, seq, text, srq_text)\n                continue\n                self.push(",
+        (UNITS, "-k", "durable", "--timeout", "20"),
+    ),
+    M(
         "duplicates-delivered",
         CONN,
         "if cursor is None or seq <= cursor:",

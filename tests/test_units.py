@@ -622,3 +622,116 @@ async def test_a_client_that_does_not_read_is_closed_past_the_frame_cap(settings
         assert codes == [4008] and not conn._out
     stuck.set()
     await conn.shutdown()
+
+
+class FakeCluster:
+    """The durable log of a session owned by another process (what ``cluster.read_log`` returns)."""
+
+    active = True
+
+    def __init__(self, events: list[LoggedEvent], fail: bool = False) -> None:
+        self.events, self.fail, self.reads = events, fail, []
+        self.release = asyncio.Event()
+
+    async def read_log(self, session_id: str, after: int) -> list[LoggedEvent]:
+        self.reads.append((session_id, after))
+        await self.release.wait()  # the test decides when the read completes
+        if self.fail:
+            raise ConnectionError("redis is down")
+        return [e for e in self.events if e.seq > after]
+
+    async def watch(self, session_id: str) -> None:
+        pass
+
+    async def unwatch(self, session_id: str) -> None:
+        pass
+
+
+@pytest.fixture
+async def remote_conn(monkeypatch):
+    from ws_gateway import connection as connection_module
+
+    box = Outbox()
+    box.bind(asyncio.get_running_loop())
+    monkeypatch.setattr(connection_module, "outbox", box)
+    sent: list[str] = []
+
+    async def send_text(text: str) -> None:
+        sent.append(text)
+
+    async def close(code: int) -> None:
+        pass
+
+    def make(fake: FakeCluster) -> Connection:
+        monkeypatch.setattr(connection_module, "cluster", fake)
+        conns.append(Connection("c3", user_id=None, peer="test", send_text=send_text, close=close))
+        return conns[-1]
+
+    conns: list[Connection] = []
+    yield make, sent
+    for conn in conns:
+        await conn.shutdown()
+
+
+async def test_a_gap_is_filled_from_the_durable_log_before_what_arrived_meanwhile(remote_conn):
+    make, sent = remote_conn
+    fake = FakeCluster([LoggedEvent(seq, {}, f"e{seq}") for seq in range(1, 8)])
+    conn = make(fake)
+    conn.cursors["s"] = 2
+    conn.deliver("s", 3, "e3")
+    conn.deliver("s", 6, "e6")  # 4 and 5 are missing, and this process keeps no log of "s"
+    conn.deliver("s", 7, "e7")  # waits behind the read
+    conn.deliver("s", 5, "e5")
+    fake.release.set()
+    assert await _written(sent, 5) == ["e3", "e4", "e5", "e6", "e7"]
+    assert fake.reads == [("s", 3)] and conn.cursors["s"] == 7
+    conn.deliver("s", 8, "e8")
+    assert await _written(sent, 6) == ["e3", "e4", "e5", "e6", "e7", "e8"]
+
+
+async def test_attaching_to_a_session_owned_elsewhere_catches_up_from_the_durable_log(remote_conn):
+    make, sent = remote_conn
+    fake = FakeCluster([LoggedEvent(seq, {}, f"e{seq}", f"r{seq}") for seq in range(1, 5)])
+    conn = make(fake)
+    conn.start_cursor("s", 1, server_requests=True)
+    conn.deliver("s", 5, "e5", "r5")  # a live event during the read: after it, in order
+    fake.release.set()
+    assert await _written(sent, 4) == ["r2", "r3", "r4", "r5"]
+
+
+async def test_an_unreadable_durable_log_still_delivers_what_comes(remote_conn):
+    make, sent = remote_conn
+    fake = FakeCluster([], fail=True)
+    conn = make(fake)
+    conn.cursors["s"] = 2
+    conn.deliver("s", 5, "e5")
+    fake.release.set()
+    assert await _written(sent, 1) == ["e5"]  # the client's own replay (events.since) covers 3..4
+    assert conn.cursors["s"] == 5
+
+
+async def test_a_connection_gone_during_the_read_writes_nothing(remote_conn):
+    make, sent = remote_conn
+    fake = FakeCluster([LoggedEvent(seq, {}, f"e{seq}") for seq in range(1, 5)])
+    conn = make(fake)
+    conn.cursors["s"] = 1
+    conn.deliver("s", 4, "e4")
+    await conn.leave("s")
+    fake.release.set()
+    await asyncio.wait_for(_until(lambda: not conn._filling), 5)
+    conn.push("marker")
+    assert await _written(sent, 1) == ["marker"]
+
+
+async def test_events_missing_from_the_durable_log_are_skipped_not_read_forever(remote_conn):
+    """The owner publishes even when its durable append failed: the log lacks those events."""
+    make, sent = remote_conn
+    fake = FakeCluster([LoggedEvent(3, {}, "e3")])  # 4 and 5 never reached the log
+    conn = make(fake)
+    conn.cursors["s"] = 2
+    conn.deliver("s", 6, "e6")
+    fake.release.set()
+    assert await _written(sent, 2) == ["e3", "e6"]
+    conn.deliver("s", 7, "e7")
+    assert await _written(sent, 3) == ["e3", "e6", "e7"]
+    assert fake.reads == [("s", 2)]  # one read, not one per event
