@@ -246,7 +246,8 @@ MUTANTS: list[Mutant] = [
         CONN,
         "            if seq > self.cursors[session_id]:\n                self.push(",
         "            if seq > self.cursors[session_id]:\n"
-        "                self.deliver(session_id, seq, text, srq_text)\n                continue\n                self.push(",
+        "                self.deliver(session_id, seq, text, srq_text)\n"
+        "                continue\n                self.push(",
         (UNITS, "-k", "durable", "--timeout", "20"),
     ),
     M(
