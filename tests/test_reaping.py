@@ -215,3 +215,18 @@ async def test_idle_sweep_spares_sessions_with_pending_work(gateways, work):
         finally:
             for pid in sleeping(duration):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_per_user_cap_evicts_that_users_clientless_sessions_then_refuses(gateways):
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0, MAX_SESSIONS_PER_USER=2)
+    async with GatewayClient.connect(gateway.url) as watcher:
+        owner = await GatewayClient.open(gateway.url)
+        first = (await owner.call("session.create"))["session_id"]
+        await owner.close()
+        await server_saw_close(gateway, owner)  # the first session is clientless now
+        await watcher.call("session.create")
+        await watcher.call("session.create")  # over the cap: the clientless one goes
+        assert (await reclaimed(watcher, first))["reason"] == "lru_evict"
+        with pytest.raises(RpcFailure) as err:  # both left are attached: nothing to evict
+            await watcher.call("session.create")
+        assert err.value.code == 4090 and err.value.data == {"reason": "user"}
