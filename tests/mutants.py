@@ -377,7 +377,7 @@ MUTANTS: list[Mutant] = [
         SVC,
         "    _close_lost_turn(live, [e.params for e in events])\n    park(live)\n",
         "    _close_lost_turn(live, [e.params for e in events])\n",
-        ("tests/test_failover.py", "tests/test_cluster.py"),
+        ("tests/test_cluster.py", "-k", "adopted_without"),
     ),
     # -- rate limit ---------------------------------------------------------------------
     M(

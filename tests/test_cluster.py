@@ -389,3 +389,30 @@ async def test_a_forwarded_call_failing_on_the_owner_fails_the_same_for_the_call
     finally:
         await owner_client.close()
         await remote.close()
+
+
+async def test_a_session_adopted_without_a_client_is_reaped_after_the_grace(clusters):
+    cluster, _ = clusters(2, ORPHAN_GRACE_S=0.5)
+    w1, w2 = cluster.workers
+    a = await GatewayClient.open(w1.url)
+    created = await a.call("session.create")
+    sid = created["session_id"]
+    await a.call("prompt.submit", {"session_id": sid, "text": "keep me"})  # stored: adoptable
+    await a.event("message.complete", sid)
+    w1.signal(signal.SIGKILL)
+    await asyncio.wait_for(a.closed, 10)
+    async with GatewayClient.connect(w2.url) as b:
+        for _ in range(20):  # a read adopts the session; nobody attaches to it
+            try:
+                await b.call("session.history", {"session_id": sid})
+                break
+            except RpcFailure as failure:
+                if failure.code != 5000:
+                    raise
+        assert "adopted session=" + sid in cluster.log_text()
+        event = await b.event("session.reclaimed", timeout=20)
+        assert event["payload"] == {
+            "session_id": sid,
+            "stored_session_id": created["stored_session_id"],
+            "reason": "ws_orphan_reap",
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
@@ -195,7 +196,13 @@ async def test_subagent_interrupt_stops_the_child_and_the_parent_goes_on(gateway
         await s.call("prompt.submit", {"text": "!delegate held child :: !clarify Hold on?\nafter"})
         start = (await s.client.event("subagent.start", s.sid, after=mark))["payload"]
         child = await watcher.call("session.resume", {"session_id": start["child_session_id"], "lazy": True})
-        await watcher.event("clarify.request", child["session_id"])  # the child waits for an answer
+        # The child waits for an answer (asked before or after the watcher came: its open requests say).
+        for _ in range(200):
+            since = await watcher.call("session.events.since", {"session_id": child["session_id"]})
+            if since.get("open_requests"):
+                break
+            await asyncio.sleep(0.05)  # polling interval of a bounded wait
+        assert [r["kind"] for r in since["open_requests"]] == ["clarify"]
         assert await s.call("subagent.interrupt", {"subagent_id": "sub_nosuch"}) == {"found": False}
         assert await s.call("subagent.interrupt", {"subagent_id": start["subagent_id"]}) == {"found": True}
         child_complete = await watcher.event("message.complete", child["session_id"])
