@@ -2,7 +2,7 @@
 
 `coverage report --fail-under` checks one combined figure; the floors are separate. Issue 11
 asks for >= 95 % of lines and >= 90 % of branches; measured on the default tier they stand at
-about 93 % and 84 %, so the floors enforced here are a ratchet just under today's figures:
+about 93.6 % and 85 %, so the floors enforced here are a ratchet just under today's figures:
 raise them as tests are added, up to the target. Run after `coverage combine`.
 """
 
@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-LINES, BRANCHES = 92.5, 83.5  # target: 95.0, 90.0
+LINES, BRANCHES = 93.0, 84.5  # target: 95.0, 90.0
 
 
 def main() -> int:
