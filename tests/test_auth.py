@@ -96,3 +96,57 @@ async def test_a_frame_over_the_limit_closes_with_4509(gateways):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
         assert closed.value.rcvd.code == 4509
+
+
+async def test_nobody_answers_another_users_prompts(private_gateway):
+    """clarify, sudo and secret answers, and replies to server requests, from another user change nothing."""
+    alice = issue_token(private_gateway, f"alice-{uuid.uuid4().hex[:8]}")
+    bob = issue_token(private_gateway, f"bob-{uuid.uuid4().hex[:8]}")
+    async with (
+        GatewayClient.connect(private_gateway.url + f"?token={alice}") as a,
+        GatewayClient.connect(private_gateway.url + f"?token={bob}") as b,
+    ):
+        sid = (await a.call("session.create"))["session_id"]
+        await a.call(
+            "prompt.submit", {"session_id": sid, "text": "!clarify Which?\n!sudo\n!secret KEY Paste"}
+        )
+        for kind, method, field, _answer in (
+            ("clarify", "clarify.respond", "answer", "Answer: mine"),
+            ("sudo", "sudo.respond", "password", "sudo: received"),
+            ("secret", "secret.respond", "value", "secret: stored"),
+        ):
+            request = (await a.event(f"{kind}.request", sid))["payload"]
+            with pytest.raises(RpcFailure) as err:
+                await b.call(method, {"request_id": request["request_id"], field: "bob's"})
+            assert err.value.code == 4009, kind
+            open_ids = [
+                r["request_id"]
+                for r in (await a.call("session.events.since", {"session_id": sid}))["open_requests"]
+            ]
+            assert open_ids == [request["request_id"]], kind  # still open: bob's answer did nothing
+            assert await a.call(method, {"request_id": request["request_id"], field: "mine"}) == {
+                "status": "ok"
+            }
+        complete = await a.event("message.complete", sid)
+        assert complete["payload"]["text"] == "Answer: mine\nsudo: received\nsecret: stored"
+
+
+async def test_another_users_reply_to_a_server_request_is_dropped(private_gateway):
+    alice = issue_token(private_gateway, f"alice-{uuid.uuid4().hex[:8]}")
+    bob = issue_token(private_gateway, f"bob-{uuid.uuid4().hex[:8]}")
+    async with (
+        GatewayClient.connect(private_gateway.url + f"?token={alice}") as a,
+        GatewayClient.connect(private_gateway.url + f"?token={bob}") as b,
+    ):
+        sid = (await a.call("session.create", {"server_requests": True}))["session_id"]
+        await a.call("prompt.submit", {"session_id": sid, "text": "!clarify Pick | left | right"})
+        request = await a.server_request("clarify")
+        await b.reply(request["id"], {"answers": {"q1": "left"}})
+        assert await b.call("gateway.ping") == {"ok": True}  # bob's reply was handled before this
+        open_ids = [
+            r["id"] for r in (await a.call("session.events.since", {"session_id": sid}))["open_requests"]
+        ]
+        assert open_ids == [request["id"]]
+        await a.reply(request["id"], {"answers": {"q1": "right"}})
+        complete = await a.event("message.complete", sid)
+        assert complete["payload"]["text"] == "Answer: right"

@@ -206,14 +206,23 @@ async def test_interrupt_releases_a_pending_clarify(gateway):
         assert late == {"status": "expired"}
 
 
-async def test_interrupt_denies_pending_approvals(gateway):
+async def test_interrupt_denies_pending_approvals(gateway, tmp_path):
+    target = tmp_path / "keep"
+    target.mkdir()
     async with Session.open(gateway) as s:
-        mark = await submit(s, "!approve echo never")
-        await s.client.event("approval.request", s.sid, after=mark)
+        mark = await submit(s, f"!run rm -rf {target}")
+        request = await s.client.event("approval.request", s.sid, after=mark)
         await s.call("session.interrupt")
         complete = await reply_text(s, mark)
         assert complete["status"] == "interrupted"
+        cancel = await s.client.event("request.cancel", s.sid, after=mark)
+        assert cancel["payload"]["request_id"] == request["payload"]["request_id"]
+        assert cancel["payload"]["reason"] == "interrupted"
         assert (await s.call("approval.pending"))["approvals"] == []
+        # Denied, not approved: the command never ran.
+        assert target.exists()
+        assert [e["payload"].get("summary") for e in s.events("tool.complete", after=mark)] == ["denied"]
+        assert await s.call("approval.respond", {"choice": "once"}) == {"resolved": 0}
 
 
 async def test_sudo_received_and_declined(gateway):
@@ -271,3 +280,15 @@ async def test_always_survives_a_server_restart(gateways, tmp_path):
         events = await s.turn(f"!run echo {word} again")
         assert not [e for e in events if e["type"] == "approval.request"]
         assert events[-2]["payload"]["text"] == f"Ran: echo {word} again (exit 0)\n{word} again"
+
+
+async def test_closing_a_session_cancels_its_open_requests_as_session_closed(gateway):
+    async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
+        await watcher.call("session.activate", {"session_id": s.sid})
+        mark = await submit(s, "!clarify Still there?")
+        request = (await s.client.event("clarify.request", s.sid, after=mark))["payload"]
+        await s.call("session.close")
+        cancel = await watcher.event("request.cancel", s.sid)
+        assert cancel["payload"]["request_id"] == request["request_id"]
+        assert cancel["payload"]["reason"] == "session_closed"
+        assert len(watcher.find_events("request.cancel", s.sid)) == 1

@@ -445,3 +445,50 @@ async def test_delegate_tool_runs_a_subagent_on_the_same_backend(gw: Any) -> Non
         assert done["status"] == "complete" and done["summary"] == "child words here"
         assert of_type(events, "subagent.start")[0]["goal"] == "summarise"
         assert complete["text"] == "Tool delegate returned: child words here"
+
+
+@pytest.mark.parametrize(
+    ("script", "name", "result"),
+    [
+        ("tool: nosuch {}", "nosuch", "error: unknown tool nosuch"),
+        (
+            'tool: terminal {"command": "  "}',
+            "terminal",
+            "error: bad arguments for terminal: command must be",
+        ),
+        (
+            'tool: terminal {"command": "echo x", "timeout": 0}',
+            "terminal",
+            "error: bad arguments for terminal: timeout",
+        ),
+        (
+            'tool: terminal {"command": "echo x", "timeout": "soon"}',
+            "terminal",
+            "error: bad arguments for terminal:",
+        ),
+        ("tool: terminal {}", "terminal", "error: bad arguments for terminal: 'command'"),
+        ('tool: todo {"todos": "buy milk"}', "todo", "error: bad arguments for todo: todos must be a list"),
+        (
+            'tool: todo {"todos": [{"content": "x", "status": "someday"}]}',
+            "todo",
+            "error: bad arguments for todo: status must be one of",
+        ),
+        ('tool: clarify {"question": ""}', "clarify", "error: bad arguments for clarify: question must be"),
+        (
+            'tool: clarify {"question": "Which?", "choices": [1, 2]}',
+            "clarify",
+            "error: bad arguments for clarify: choices must be a list of strings",
+        ),
+        ('tool: delegate {"goal": " "}', "delegate", "error: bad arguments for delegate: goal must be"),
+    ],
+)
+async def test_a_tool_call_with_bad_arguments_is_a_tool_error_and_the_turn_goes_on(
+    gw: Any, script: str, name: str, result: str
+) -> None:
+    async with GatewayClient.connect(gw.url) as client:
+        sid = await open_session(client)
+        events, complete = await run_turn(client, sid, script)
+        (done,) = of_type(events, "tool.complete")
+        assert done["name"] == name and done["result"].startswith(result), done["result"]
+        assert complete["status"] == "complete"
+        assert complete["text"] == f"Tool {name} returned: {done['result']}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import uuid
 
 import pytest
 
-from tests.helpers import Session, eventually
+from tests.helpers import Session, eventually, server_saw_close, sleeping
 from ws_gateway.testing import GatewayClient, RpcFailure
 
 pytestmark = pytest.mark.db
@@ -98,16 +101,31 @@ def _pgid(pid: str) -> int:
 
 
 async def test_a_session_with_a_running_process_is_not_reaped(gateways):
-    gateway = gateways.shared("memory", ORPHAN_GRACE_S=0.5)
+    grace = 0.5
+    # A short staleness too: a process keeps its session however long nothing else happened.
+    gateway = gateways.shared("memory", ORPHAN_GRACE_S=grace, STALE_TURN_S=grace)
+    duration = f"{2000 + uuid.uuid4().int % 1000}.25"  # names this test's process among the machine's
     async with GatewayClient.connect(gateway.url) as watcher:
         owner = await GatewayClient.open(gateway.url)
         created = await owner.call("session.create")
         sid = created["session_id"]
-        await owner.call("prompt.submit", {"session_id": sid, "text": "!bg sleep 2"})
-        await owner.event("terminal.close", sid, timeout=15)  # the owner still sees it end...
+        await owner.call("prompt.submit", {"session_id": sid, "text": f"!bg sleep {duration}"})
+        await owner.event("message.complete", sid, timeout=15)
+        await eventually(lambda: sleeping(duration))
         await owner.close()
-        event = await watcher.event("session.reclaimed", timeout=15)  # ...and only then is it reaped
-        assert event["payload"]["session_id"] == sid
+        await server_saw_close(gateway, owner)
+        # Three graces later on the server's clock, the process still keeps the session.
+        await watcher.call("test.after", {"ms": int(grace * 3000)})
+        assert not watcher.find_events("session.reclaimed")
+        assert sleeping(duration)
+        for pid in sleeping(duration):
+            os.kill(pid, signal.SIGKILL)  # the process ends: now the session is reclaimed
+        event = await watcher.event("session.reclaimed", timeout=15)
+        assert event["payload"] == {
+            "session_id": sid,
+            "stored_session_id": created["stored_session_id"],
+            "reason": "ws_orphan_reap",
+        }
 
 
 async def test_delegate_runs_a_child_and_reports_on_the_parent(gateway):
@@ -133,6 +151,7 @@ async def test_watch_window_mirrors_a_running_child_and_refuses_prompts(gateway)
         child_key = start["payload"]["child_session_id"]
         watch = await watcher.call("session.resume", {"session_id": child_key, "lazy": True})
         child = watch["session_id"]
+        await watcher.event("message.delta", child, timeout=30)  # the child's turn is running
         with pytest.raises(RpcFailure) as busy:
             await watcher.call("prompt.submit", {"session_id": child, "text": "hello?"})
         assert busy.value.code == 4009
@@ -158,3 +177,38 @@ async def test_interrupting_the_parent_interrupts_the_child(gateway):
         done = await s.client.event("subagent.complete", s.sid, after=mark)
         assert done["payload"]["status"] == "interrupted"
         assert not done["payload"]["summary"].endswith("t1000")
+
+
+async def test_subagent_tool_calls_are_reported_on_the_parent(gateway):
+    async with Session.open(gateway) as s:
+        # The child runs one command; the parent's own command after it is no subagent's tool.
+        events = await s.turn("!delegate one command :: !run echo one\n!run echo two")
+        tools = [e["payload"] for e in events if e["type"] == "subagent.tool"]
+        assert [(t["tool_count"], t["goal"], t["status"]) for t in tools] == [(1, "one command", "running")]
+        done = next(e for e in events if e["type"] == "subagent.complete")["payload"]
+        assert done["tool_count"] == 1 and done["subagent_id"] == tools[0]["subagent_id"]
+        parents = [(e["payload"]["name"], e["payload"]["args"]) for e in s.events("tool.complete")]
+        assert parents == [("delegate", parents[0][1]), ("terminal", {"command": "echo two"})]
+
+
+async def test_subagent_interrupt_stops_the_child_and_the_parent_goes_on(gateway):
+    async with Session.open(gateway) as s, GatewayClient.connect(gateway.url) as watcher:
+        mark = len(s.client.events)
+        await s.call("prompt.submit", {"text": "!delegate held child :: !clarify Hold on?\nafter"})
+        start = (await s.client.event("subagent.start", s.sid, after=mark))["payload"]
+        child = await watcher.call("session.resume", {"session_id": start["child_session_id"], "lazy": True})
+        # The child waits for an answer (asked before or after the watcher came: its open requests say).
+        for _ in range(200):
+            since = await watcher.call("session.events.since", {"session_id": child["session_id"]})
+            if since.get("open_requests"):
+                break
+            await asyncio.sleep(0.05)  # polling interval of a bounded wait
+        assert [r["kind"] for r in since["open_requests"]] == ["clarify"]
+        assert await s.call("subagent.interrupt", {"subagent_id": "sub_nosuch"}) == {"found": False}
+        assert await s.call("subagent.interrupt", {"subagent_id": start["subagent_id"]}) == {"found": True}
+        child_complete = await watcher.event("message.complete", child["session_id"])
+        assert child_complete["payload"]["status"] == "interrupted"
+        done = (await s.client.event("subagent.complete", s.sid, after=mark))["payload"]
+        assert done["subagent_id"] == start["subagent_id"] and done["status"] == "interrupted"
+        complete = (await s.completes(1, after=mark))[0]["payload"]
+        assert complete["status"] == "complete" and complete["text"].endswith("You said: after")

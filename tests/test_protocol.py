@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import uuid
 from typing import Any
 
 import websockets
@@ -265,45 +266,66 @@ async def test_connection_survives_1000_malformed_frames(gateway):
 # -- dispatch (section 4) --------------------------------------------------------
 
 
+def gate() -> str:
+    """A fresh gate name: ``test.wait_gate`` holds a call until ``test.open_gate`` opens it."""
+    return f"gate-{uuid.uuid4().hex}"
+
+
 async def test_slow_pool_call_delays_neither_ping_nor_inline_calls(gateway):
+    name = gate()
     async with GatewayClient.connect(gateway.url) as client:
-        await send(client, req("slow", "test.sleep", {"ms": 3000}), ping("ping"), req("echo", "test.echo"))
-        order = await wait_ids(client, "slow", "ping", "echo")
-    assert order.index("ping") < order.index("slow")
-    assert order.index("echo") < order.index("slow")
+        await send(
+            client, req("slow", "test.wait_gate", {"name": name}), ping("ping"), req("echo", "test.echo")
+        )
+        await wait_ids(client, "ping", "echo")
+        assert "slow" not in reply_ids(client)
+        await client.call("test.open_gate", {"name": name})
+        await wait_ids(client, "slow")
+        check_result(next(r for r in replies(client) if r["id"] == "slow"), "slow", {"passed": True})
 
 
 async def test_full_pool_does_not_hold_up_interrupt_or_approval_respond(gateway):
-    sleeps = [f"sleep-{i}" for i in range(DEFAULTS["POOL_WORKERS"] + 1)]  # one more than the pool holds
+    name = gate()
+    held = [f"held-{i}" for i in range(DEFAULTS["POOL_WORKERS"] + 1)]  # one more than the pool holds
     async with GatewayClient.connect(gateway.url) as client:
         sid = (await client.call("session.create", {"close_on_disconnect": True}))["session_id"]
-        await send(client, *(req(i, "test.sleep", {"ms": 2000}) for i in sleeps))
+        await send(client, *(req(i, "test.wait_gate", {"name": name}) for i in held))
         await send(client, req("interrupt", "session.interrupt", {"session_id": sid}))
         await send(client, req("approval", "approval.respond", {"session_id": sid}))
         await wait_ids(client, "interrupt", "approval")
-        assert not set(sleeps) & set(reply_ids(client)), "a pool call was answered first"
+        assert not set(held) & set(reply_ids(client)), "a pool call was answered first"
         answers = {r["id"]: r for r in replies(client)}
         check_result(answers["interrupt"], "interrupt", {"status": "not_interrupted"})
         check_result(answers["approval"], "approval", {"resolved": 0})
-        await wait_ids(client, *sleeps)
+        async with GatewayClient.connect(gateway.url) as other:
+            await other.call("test.open_gate", {"name": name})
+        await wait_ids(client, *held)
 
 
 async def test_inline_calls_run_one_at_a_time_in_arrival_order_and_ping_overtakes_them(gateway):
+    name = gate()
     calls = [
-        req("a", "test.inline_sleep", {"ms": 600}),
-        req("b", "test.inline_sleep", {"ms": 300}),
-        req("c", "test.inline_sleep", {"ms": 0}),
-        req("d", "test.echo"),
+        req("a", "test.inline_wait_gate", {"name": name}),  # held until the test opens the gate
+        req("b", "test.inline_sleep", {"ms": 0}),
+        req("c", "test.echo"),
     ]
-    async with GatewayClient.connect(gateway.url) as client:
+    async with GatewayClient.connect(gateway.url) as client, GatewayClient.connect(gateway.url) as other:
         await send(client, *calls, ping("ping"))
-        assert await wait_ids(client, "a", "b", "c", "d", "ping") == ["ping", "a", "b", "c", "d"]
+        await wait_ids(client, "ping")
+        assert await other.call("test.echo") == {"params": {}}  # the gateway is not stuck...
+        assert reply_ids(client) == ["ping"]  # ...but b and c wait behind a
+        await other.call("test.open_gate", {"name": name})
+        assert await wait_ids(client, "a", "b", "c") == ["ping", "a", "b", "c"]
 
 
 async def test_inline_call_on_one_connection_does_not_block_another(gateway):
+    name = gate()
     async with GatewayClient.connect(gateway.url) as a, GatewayClient.connect(gateway.url) as b:
-        await exchange(a, req("slow", "test.inline_sleep", {"ms": 3000}), ping("queued"), until="queued")
+        await exchange(
+            a, req("slow", "test.inline_wait_gate", {"name": name}), ping("queued"), until="queued"
+        )
         await exchange(b, req("echo", "test.echo"), until="echo")
         assert await b.call("gateway.ping") == PONG
         assert "slow" not in reply_ids(a), "connection B waited for A's inline call"
+        await b.call("test.open_gate", {"name": name})
         await wait_ids(a, "slow")

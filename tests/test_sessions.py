@@ -126,3 +126,15 @@ async def test_delete_closes_live_session_and_forgets_stored_one(gateway):
         with pytest.raises(RpcFailure) as missing:
             await client.call("session.delete", {})
         assert missing.value.code == 4006
+
+
+async def test_an_agent_that_cannot_be_built_is_an_error_event_and_prompts_are_refused(gateways):
+    gateway = gateways.shared("memory", AGENT="tests.testapp.backends.Broken")
+    async with GatewayClient.connect(gateway.url) as client:
+        sid = (await client.call("session.create"))["session_id"]
+        error = await client.event("error", sid)
+        assert error["payload"] == {"message": "agent init failed: no model server configured", "code": 5032}
+        with pytest.raises(RpcFailure) as err:
+            await client.call("prompt.submit", {"session_id": sid, "text": "hello"})
+        assert err.value.code == 5032 and err.value.message == "agent init failed: no model server configured"
+        assert (await client.call("session.history", {"session_id": sid}))["count"] == 0

@@ -1,5 +1,12 @@
 """First contact: ready frame, ping, create and close through a real daphne."""
 
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.services import Gateway, free_port, server_env
 from ws_gateway.testing import GatewayClient
 
 
@@ -20,9 +27,21 @@ async def test_ready_then_create_and_close(gateway):
 
 
 def test_healthz_checks_database_and_channel_layer(gateway):
-    import json
-    import urllib.request
-
     with urllib.request.urlopen(f"{gateway.http}/healthz", timeout=10) as response:
         assert response.status == 200
         assert json.loads(response.read()) == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+
+
+def test_healthz_answers_503_naming_what_failed(logdir, tmp_path):
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = server_env(f"sqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite3'}", nowhere)
+    gateway = Gateway(env, logdir, name="unhealthy")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{gateway.http}/healthz", timeout=30)
+        assert err.value.code == 503
+        body = json.loads(err.value.read())
+        assert body["status"] == "error"
+        assert body["database"].startswith("error: ") and body["channel_layer"].startswith("error: ")
+    finally:
+        gateway.stop()

@@ -117,8 +117,9 @@ async def test_interrupt_during_long_stream_stores_the_partial_reply(gateway):
     async with Session.open(gateway) as s:
         assert (await s.call("session.interrupt"))["status"] == "not_interrupted"
         mark = len(s.client.events)
-        assert (await s.call("prompt.submit", {"text": "!stream 1000 5"}))["status"] == "streaming"
-        await s.client.wait_for(lambda: len(s.events("message.delta", after=mark)) >= 2)
+        prompt = "!stream 2\n!clarify Hold on?\n!stream 1000"  # held open after two tokens
+        assert (await s.call("prompt.submit", {"text": prompt}))["status"] == "streaming"
+        await s.client.event("clarify.request", s.sid, after=mark)
         assert (await s.call("session.interrupt"))["status"] == "interrupted"
         complete = await s.client.event("message.complete", s.sid, after=mark, timeout=5)
         assert complete["payload"]["status"] == "interrupted"
@@ -131,8 +132,8 @@ async def test_interrupt_during_long_stream_stores_the_partial_reply(gateway):
 async def test_busy_input_mode_interrupt_redirects_to_the_new_prompt(gateway):
     async with Session.open(gateway) as s:
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!stream 1000 5"})
-        await s.client.wait_for(lambda: s.events("message.delta", after=mark))
+        await s.call("prompt.submit", {"text": "!clarify Hold on?"})
+        await s.client.event("clarify.request", s.sid, after=mark)  # the turn is held open
         assert (await s.call("prompt.submit", {"text": "next"}))["status"] == "redirected"
         completes = await s.completes(2, after=mark)
         assert [c["payload"]["status"] for c in completes] == ["interrupted", "complete"]
@@ -143,25 +144,29 @@ async def test_busy_input_mode_queue_runs_prompts_after_the_turn(gateway):
     async with Session.open(gateway) as s:
         await s.call("config.set", {"key": "busy_input_mode", "value": "queue"})
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!stream 30 5"})
+        await s.call("prompt.submit", {"text": "!clarify Hold on?\n!stream 3"})
+        request = await s.client.event("clarify.request", s.sid, after=mark)  # the turn is held open
         assert (await s.call("prompt.submit", {"text": "second"}))["status"] == "queued"
         assert (await s.call("prompt.submit", {"text": "third"}))["status"] == "queued"
+        await s.call("clarify.respond", {"request_id": request["payload"]["request_id"], "answer": "ok"})
         completes = await s.completes(3, after=mark)
         assert [c["payload"]["text"] for c in completes][1:] == ["You said: second", "You said: third"]
         assert all(c["payload"]["status"] == "complete" for c in completes)
         users = [m["text"] for m in (await s.call("session.history"))["messages"] if m["role"] == "user"]
-        assert users == ["!stream 30 5", "second", "third"]
+        assert users == ["!clarify Hold on?\n!stream 3", "second", "third"]
 
 
 async def test_busy_input_mode_steer_feeds_the_running_turn(gateway):
     async with Session.open(gateway) as s:
         await s.call("config.set", {"key": "busy_input_mode", "value": "steer"})
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!sleep 300\n!stream 2"})
+        await s.call("prompt.submit", {"text": "!clarify Hold on?\n!stream 2"})  # held open by the prompt
+        request = await s.client.event("clarify.request", s.sid, after=mark)
         assert (await s.call("prompt.submit", {"text": "go left"}))["status"] == "steered"
         assert (await s.call("session.steer", {"text": "then right"}))["status"] == "steered"
+        await s.call("clarify.respond", {"request_id": request["payload"]["request_id"], "answer": "ok"})
         complete = (await s.completes(1, after=mark))[0]["payload"]
-        assert complete["text"] == "Steered: go left\nSteered: then right\nt1 t2"
+        assert complete["text"] == "Answer: ok\nSteered: go left\nSteered: then right\nt1 t2"
 
 
 async def test_submission_ref_twice_starts_one_turn(gateway):
@@ -210,7 +215,8 @@ async def test_undo_and_rewind_change_the_stored_transcript_exactly(gateway):
 async def test_undo_while_running_is_busy(gateway):
     async with Session.open(gateway) as s:
         mark = len(s.client.events)
-        await s.call("prompt.submit", {"text": "!sleep 2000"})
+        await s.call("prompt.submit", {"text": "!clarify Hold on?"})
+        await s.client.event("clarify.request", s.sid, after=mark)  # the turn is held open
         with pytest.raises(RpcFailure) as err:
             await s.call("session.undo")
         assert err.value.code == 4009

@@ -8,7 +8,9 @@ import threading
 import time
 from typing import Any
 
-from ws_gateway import LiveSession, RpcError, emit, method
+from ws_gateway import LiveSession, RpcError, emit, method, workers
+from ws_gateway.events.outbox import outbox
+from ws_gateway.transport.connection import connections
 
 
 def _stream_from_thread(call: Any, live: LiveSession, word: Any) -> dict[str, Any]:
@@ -119,3 +121,62 @@ def flood(call: Any, live: LiveSession) -> dict[str, Any]:
 def big(call: Any) -> dict[str, Any]:
     """A result of about ``bytes`` bytes (``data``: that many ``x``)."""
     return {"data": "x" * (call.params.integer("bytes", 0, minimum=0) or 0)}
+
+
+@method("test.after", pool=True)
+def after(call: Any) -> dict[str, Any]:
+    """Return once a timer of the server's own scheduler, set ``ms`` from now, has fired.
+
+    The gateway's timers (orphan grace, sweeps) run on the same scheduler in due order, so a
+    test waits here for "the server's clock passed T" instead of sleeping on its own clock.
+    """
+    fired = threading.Event()
+    workers.call_later((call.params.integer("ms", 0, minimum=0) or 0) / 1000.0, fired.set)
+    if not fired.wait(60):
+        raise RpcError(5000, "timer did not fire")
+    return {"fired": True}
+
+
+# A gate a handler waits on until the test opens it: holds a handler (or the connection's
+# ordered lane) busy for exactly as long as the test needs, with no race against a sleep.
+_gates: dict[str, threading.Event] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(name: str) -> threading.Event:
+    with _gates_lock:
+        return _gates.setdefault(name, threading.Event())
+
+
+@method("test.wait_gate", pool=True)
+def wait_gate(call: Any) -> dict[str, Any]:
+    """Block (on the pool) until ``test.open_gate`` opens gate ``name``."""
+    if not _gate(call.params.string("name", "") or "").wait(60):
+        raise RpcError(5000, "gate never opened")
+    return {"passed": True}
+
+
+@method("test.inline_wait_gate")
+def inline_wait_gate(call: Any) -> dict[str, Any]:
+    """Like ``test.wait_gate``, on the connection's ordered inline lane."""
+    return wait_gate(call)
+
+
+@method("test.open_gate")
+def open_gate(call: Any) -> dict[str, Any]:
+    _gate(call.params.string("name", "") or "").set()
+    return {"opened": True}
+
+
+@method("test.buffers", pool=True)
+def buffers(call: Any) -> dict[str, Any]:
+    """What this process holds for its clients, by its own counters (no RSS, which varies by machine)."""
+    held = [
+        (conn._out_bytes, conn._transport.unsent_bytes() if conn._transport is not None else 0)
+        for conn in list(connections.values())
+    ]
+    return {
+        "event_log_bytes": outbox.logs._total,
+        "queued_bytes": max((q for q, _ in held), default=0),
+        "unsent_bytes": max((u for _, u in held), default=0),
+    }

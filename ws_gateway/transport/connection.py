@@ -212,8 +212,12 @@ class Connection:
         for event in events:
             if event.seq > self.cursors[session_id]:
                 self._write_logged(session_id, event)
+        # What the durable log lacked (trimmed, or unreadable) is not asked for again: reading
+        # once per arriving event would spin. The client sees the jump and replays (truncated).
         for seq, text, srq_text in waiting:
-            self.deliver(session_id, seq, text, srq_text)
+            if seq > self.cursors[session_id]:
+                self.push(srq_text if srq_text is not None and session_id in self.server_requests else text)
+                self.cursors[session_id] = seq
 
     def push_event(self, type_: str, payload: dict[str, Any]) -> None:
         """A global event for this client only (``gateway.draining``)."""
