@@ -34,6 +34,16 @@ class RunningTurn(Protocol):
     def inflight(self) -> dict[str, Any]: ...
 
 
+class Delegation(Protocol):
+    """A subagent this session delegated to, as sessions and methods see it (``agent.subagents``)."""
+
+    id: str
+    status: str
+    child: LiveSession
+
+    def to_wire(self) -> dict[str, Any]: ...
+
+
 @dataclass(eq=False)
 class LiveSession:
     """Everything about an open session that is not in the database.
@@ -76,7 +86,7 @@ class LiveSession:
     # Values given through secret.request: environment of this session's commands, never stored.
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     # Subagents this session delegated to (ws_gateway.agent.subagents.Subagent).
-    subagents: list[Any] = field(default_factory=list)
+    subagents: list[Delegation] = field(default_factory=list)
     # A child session while its delegated turn runs: watch windows may not prompt it.
     watch_locked: bool = False
     # Images attached for the next prompt ({name, mime, data, path}); taken by the next turn.
