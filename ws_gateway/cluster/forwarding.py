@@ -91,8 +91,8 @@ async def detach_remote(sender: Any, conn_id: str, sessions: list[str], **kwargs
     if not backplane.shared:
         return
     for session_id in sessions:
-        if registry_has(session_id):
-            continue
+        if sessions.get(session_id) is not None:
+            continue  # owned here: the sessions layer detached it
         try:
             owner = await backplane.locate(session_id)
         except Exception:
@@ -103,10 +103,6 @@ async def detach_remote(sender: Any, conn_id: str, sessions: list[str], **kwargs
             await backplane.tell(
                 owner.channel, {"type": DETACH, "session_id": session_id, "conn_id": conn_id}
             )
-
-
-def registry_has(session_id: str) -> bool:
-    return sessions.get(session_id) is not None
 
 
 def forward_reply(caller: Caller, reply: dict[str, Any]) -> bool:
