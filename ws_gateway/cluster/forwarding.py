@@ -20,7 +20,7 @@ from ..caller import Caller, RemoteCaller, Request
 from ..errors import AGENT_FAILURE, RpcError
 from ..ids import STORED_ID_RE
 from ..sessions import lifecycle, reaper
-from ..sessions.registry import registry as sessions
+from ..sessions.registry import registry as live_sessions
 from ..signals import connection_closed
 from . import adoption
 from .remote import OwnerSilent, remote
@@ -48,14 +48,14 @@ async def route(method: str, request: Request, executor: Executor) -> dict[str, 
     if not isinstance(target, str) or not target:
         return None
     if method in BY_KEY:
-        if not STORED_ID_RE.match(target) or sessions.by_key(target) is not None:
+        if not STORED_ID_RE.match(target) or live_sessions.by_key(target) is not None:
             return None
         session_id = await backplane.session_for_key(target)
         if session_id is None:
             return None
     else:
         session_id = target
-    if sessions.get(session_id) is not None:
+    if live_sessions.get(session_id) is not None:
         return None
     loop = asyncio.get_running_loop()
     # A dead owner costs at most two rounds (its lease lapses, then adopt); a lost adoption race one more.
@@ -91,7 +91,7 @@ async def detach_remote(sender: Any, conn_id: str, sessions: list[str], **kwargs
     if not backplane.shared:
         return
     for session_id in sessions:
-        if sessions.get(session_id) is not None:
+        if live_sessions.get(session_id) is not None:
             continue  # owned here: the sessions layer detached it
         try:
             owner = await backplane.locate(session_id)
@@ -110,7 +110,7 @@ def forward_reply(caller: Caller, reply: dict[str, Any]) -> bool:
     server_requests = getattr(caller, "server_requests", None)
     if not backplane.shared or server_requests is None:
         return False
-    remote_sessions = [sid for sid in server_requests if sessions.get(sid) is None]
+    remote_sessions = [sid for sid in server_requests if live_sessions.get(sid) is None]
     message = {"type": CLIENT_REPLY, "conn_id": caller.id, "user_id": caller.user_id, "reply": reply}
 
     async def send() -> None:
@@ -138,6 +138,6 @@ def install(serve_forwarded: ServeForwarded, client_reply: ClientReply) -> None:
     receivers.calls = serve_forwarded
     receivers.notices[DETACH] = detach
     receivers.notices[CLIENT_REPLY] = replied
-    receivers.owned = sessions.all
+    receivers.owned = live_sessions.all
     lifecycle.install_elsewhere(adoption.resume_elsewhere)
     connection_closed.connect(detach_remote, weak=False, dispatch_uid="ws_gateway.cluster.detach_remote")

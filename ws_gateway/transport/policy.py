@@ -80,8 +80,12 @@ def _clip(value: str | None) -> str:
 async def closed(conn_id: str, sessions: list[str]) -> tuple[int, int]:
     """Teardown of a gone connection (by the receivers of ``connection_closed``): (reaped, detached)."""
     reaped = detached = 0
-    for _, outcome in await connection_closed.asend(sender=None, conn_id=conn_id, sessions=sessions):
-        if isinstance(outcome, tuple):
+    # Robust: one receiver's failure (the backplane unreachable) must not skip the others.
+    replies = await connection_closed.asend_robust(sender=None, conn_id=conn_id, sessions=sessions)
+    for receiver, outcome in replies:
+        if isinstance(outcome, BaseException):
+            log.error("teardown of conn=%s failed in %s", conn_id, receiver, exc_info=outcome)
+        elif isinstance(outcome, tuple):
             reaped += outcome[0]
             detached += outcome[1]
     return reaped, detached
