@@ -15,6 +15,7 @@ from ws_gateway.rpc.dispatch import _router
 from ws_gateway.sessions import work
 from ws_gateway.signals import connection_closed, session_stopping
 from ws_gateway.testing import GatewayClient, RpcFailure
+from ws_gateway.transport import policy
 
 
 async def test_the_local_backplane_owns_everything_and_reaches_nobody() -> None:
@@ -64,3 +65,24 @@ async def test_a_session_scoped_method_names_a_missing_or_foreign_session(gatewa
         assert await client.call("test.stream", {"session_id": sid, "count": 3}) == {"status": "streaming"}
         done = await client.event("message.complete", sid)
         assert done["payload"]["text"] == "w0 w1 w2 "
+
+
+async def test_a_failing_teardown_receiver_is_logged_and_the_others_still_run(caplog: Any) -> None:
+    ran: list[str] = []
+
+    async def broken(sender: Any, conn_id: str, **kwargs: Any) -> None:
+        raise ConnectionError("backplane unreachable")
+
+    async def counting(sender: Any, conn_id: str, **kwargs: Any) -> tuple[int, int]:
+        ran.append(conn_id)
+        return 1, 2
+
+    connection_closed.connect(broken, weak=False, dispatch_uid="test.broken")
+    connection_closed.connect(counting, weak=False, dispatch_uid="test.counting")
+    try:
+        assert await policy.closed("conn-x", []) == (1, 2)  # the sessions receiver adds (0, 0)
+    finally:
+        connection_closed.disconnect(dispatch_uid="test.broken")
+        connection_closed.disconnect(dispatch_uid="test.counting")
+    assert ran == ["conn-x"]
+    assert "teardown of conn=conn-x failed" in caplog.text
