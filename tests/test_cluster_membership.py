@@ -14,8 +14,13 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from tests.services import RedisServer
-from ws_gateway.cluster import FORWARD, REPLY, Cluster
+import ws_gateway.methods  # noqa: F401 - registers the methods
+from tests.services import RedisServer, free_port
+from ws_gateway import forwarding
+from ws_gateway.cluster import FORWARD, REPLY, Cluster, RemoteConnection
+from ws_gateway.rpc.call import Call, Params
+from ws_gateway.rpc.errors import RpcError
+from ws_gateway.rpc.registry import registry as methods
 from ws_gateway.sessions.eventlog import LoggedEvent
 
 
@@ -129,3 +134,70 @@ async def test_the_durable_log_reads_ranges_and_bounds(member: tuple[Cluster, In
     assert await cluster.read_log("s-log", 2, before=3) == []  # an empty range is not a query
     replay = await cluster.replay("s-log", 1)
     assert [e.seq for e in replay.events] == [2, 3] and not replay.truncated
+
+
+# -- calls for sessions owned elsewhere ------------------------------------------------------------
+
+
+@pytest.fixture
+def routed(member: tuple[Cluster, InMemoryChannelLayer], monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """The member as this process's cluster, for the forwarding code."""
+    cluster, _ = member
+    monkeypatch.setattr(forwarding, "cluster", cluster)
+    return cluster
+
+
+def history_call(session_id: str) -> tuple[Any, Call]:
+    spec = methods.get("session.history")
+    assert spec is not None
+    return spec, Call(
+        RemoteConnection("c-route", None), "session.history", Params({"session_id": session_id})
+    )
+
+
+async def test_a_call_to_a_live_owner_that_never_answers_fails_with_a_retry_hint(
+    routed: Cluster, settings: Any
+) -> None:
+    settings.WS_GATEWAY = {**settings.WS_GATEWAY, "FORWARD_TIMEOUT_S": 0.2}
+    owner = await routed.layer.new_channel()  # a worker that heartbeats but never reads
+    await routed.redis.set(f"wsg:w:{owner}", "1", px=60_000)
+    await routed.redis.set("wsg:o:rt-far", owner, px=60_000)
+    await routed.redis.hset("wsg:m:rt-far", mapping={"key": "k", "owner_id": ""})
+    spec, call = history_call("rt-far")
+    with pytest.raises(RpcError) as failed:
+        await forwarding.route(spec, call, None)  # type: ignore[arg-type]
+    assert failed.value.message == "the session's worker is not answering; retry shortly"
+    # The same from a handler's thread.
+    located = await routed.locate("rt-far")
+    assert located is not None and located.channel == owner
+    with pytest.raises(forwarding.OwnerSilent):
+        await asyncio.to_thread(forwarding.remote_blocking, call, located, "rt-far")
+
+
+async def test_calls_that_run_here_are_not_forwarded(routed: Cluster) -> None:
+    for target in ("", 5, "rt-unknown"):  # no session id, not a string, a session the cluster does not know
+        spec, call = history_call(target)  # type: ignore[arg-type]
+        assert await forwarding.route(spec, call, None) is None  # type: ignore[arg-type]
+    await routed.redis.set("wsg:o:rt-mine", routed.channel, px=60_000)
+    await routed.redis.hset("wsg:m:rt-mine", mapping={"key": "k2", "owner_id": ""})
+    spec, call = history_call("rt-mine")
+    assert await forwarding.route(spec, call, None) is None  # type: ignore[arg-type]
+
+
+async def test_a_forwarded_call_of_an_unknown_method_is_answered_with_method_not_found() -> None:
+    reply = await forwarding.run_forwarded({"method": "no.such.method", "conn_id": "c", "params": {}})
+    assert reply == {"error": {"code": -32601, "message": "unknown method: no.such.method"}}
+
+
+async def test_detaching_survives_a_redis_that_cannot_be_reached(
+    member: tuple[Cluster, InMemoryChannelLayer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio as aioredis
+
+    cluster, _ = member
+    unreachable = Cluster()
+    unreachable.channel = cluster.channel
+    unreachable.redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setattr(forwarding, "cluster", unreachable)
+    await forwarding.detach_remote("c-gone", ["rt-a", "rt-b"])  # each lookup fails; logged, not raised
+    await unreachable.redis.aclose()
