@@ -82,8 +82,11 @@ async def new_client(ws: ScriptedSocket) -> tuple[Client, io.StringIO, asyncio.T
 
 async def settle(client: Client, ws: ScriptedSocket) -> None:
     """Everything pushed so far has been routed (the reader drains the queue in order)."""
-    while not ws.inbox.empty():
-        await asyncio.sleep(0)  # polling interval: one loop turn, bounded by the queue's length
+    for _ in range(10_000):  # bounded: the reader takes every queued frame in one loop turn
+        if ws.inbox.empty():
+            break
+        await asyncio.sleep(0)  # polling interval: one loop turn
+    assert ws.inbox.empty(), "the reader stopped taking frames"
     await asyncio.sleep(0)
 
 
