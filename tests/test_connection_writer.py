@@ -145,7 +145,7 @@ async def test_close_writes_what_is_queued_then_closes_once(sock: tuple[Connecti
     conn.push("a")
     conn.push("b")
     closing = asyncio.create_task(conn.close(4012))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn (a yield, not a wait): the writer takes "a" and blocks
     assert not socket.codes
     socket.gate.set()
     await asyncio.wait_for(closing, 5)

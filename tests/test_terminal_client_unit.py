@@ -87,7 +87,7 @@ async def settle(client: Client, ws: ScriptedSocket) -> None:
             break
         await asyncio.sleep(0)  # polling interval: one loop turn
     assert ws.inbox.empty(), "the reader stopped taking frames"
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one more loop turn (a yield): the last frame is routed
 
 
 @pytest.mark.parametrize(
