@@ -126,8 +126,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env("D
         "timeout": 30,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file has no connection limit: each thread keeps its connection (no reopen per call).
-    DATABASES["default"]["CONN_MAX_AGE"] = None
+    # Closed after each unit of work: a kept connection whose cursor was left unfinished holds
+    # an old WAL snapshot and would not see other processes' writes.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

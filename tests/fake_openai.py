@@ -26,7 +26,7 @@ The reply is scripted by the last user message (the "script"):
 - ``stall``: one token, then nothing until the server stops (read timeouts).
 - anything else: ``You said: TEXT`` word by word.
 
-Every request is recorded (:attr:`FakeOpenAI.requests`), and so is every
+Every request (GET too) is recorded (:attr:`FakeOpenAI.requests`), and so is every
 stream whose client went away before it ended (:attr:`FakeOpenAI.disconnects`).
 """
 
@@ -174,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.fake.record(self.path, {k.lower(): v for k, v in self.headers.items()}, None)
         if self.path.rstrip("/").endswith("/models"):
             self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
         else:

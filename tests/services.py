@@ -143,6 +143,11 @@ class Gateway:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def terminate(self) -> None:
+        """Start a graceful stop (the SIGTERM drain) without waiting for it."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
