@@ -14,10 +14,10 @@ import pytest
 import ws_gateway.methods  # noqa: F401 - registers the methods
 from ws_gateway.agent import pending as pending_module
 from ws_gateway.agent.pending import PendingRequests, answer_from_reply, pending
-from ws_gateway.cluster import RemoteConnection
-from ws_gateway.methods.interact import on_client_reply
+from ws_gateway.caller import RemoteCaller
+from ws_gateway.errors import RpcError
+from ws_gateway.methods.interact import client_replied
 from ws_gateway.rpc.call import Call, Params
-from ws_gateway.rpc.errors import RpcError
 from ws_gateway.rpc.registry import registry as methods
 from ws_gateway.sessions.live import LiveSession
 from ws_gateway.sessions.registry import registry as sessions
@@ -62,7 +62,7 @@ def answers_of(asked: list[tuple[threading.Thread, list[Any]]]) -> list[Any]:
 def call(method: str, user: int | None = OWNER, **params: Any) -> Any:
     spec = methods.get(method)
     assert spec is not None
-    return spec.handler(Call(RemoteConnection("c-answers", user), method, Params(params)))
+    return spec.handler(Call(RemoteCaller("c-answers", user), method, Params(params)))
 
 
 def test_approval_respond_answers_the_oldest_a_named_one_or_all(live: LiveSession) -> None:
@@ -114,7 +114,7 @@ def test_another_users_answer_or_the_wrong_kind_is_refused(live: LiveSession) ->
 
 
 def reply(srq_id: Any, result: Any, user: int | None = OWNER) -> None:
-    on_client_reply(RemoteConnection("c-answers", user), {"id": srq_id, "result": result})  # type: ignore[arg-type]
+    client_replied(RemoteCaller("c-answers", user), {"id": srq_id, "result": result})
 
 
 def test_a_reply_with_an_unknown_choice_is_a_denial(live: LiveSession) -> None:

@@ -16,12 +16,18 @@ from channels.layers import InMemoryChannelLayer
 
 import ws_gateway.methods  # noqa: F401 - registers the methods
 from tests.services import RedisServer, free_port
-from ws_gateway import forwarding
-from ws_gateway.cluster import FORWARD, REPLY, Cluster, RemoteConnection
-from ws_gateway.rpc.call import Call, Params
-from ws_gateway.rpc.errors import RpcError
+from ws_gateway import backplane as backplanes
+from ws_gateway.backplane import LocalBackplane
+from ws_gateway.backplane.base import FORWARD, REPLY
+from ws_gateway.backplane.eventlog import LoggedEvent
+from ws_gateway.backplane.redis import RedisBackplane as Cluster
+from ws_gateway.caller import RemoteCaller
+from ws_gateway.cluster import forwarding, remote
+from ws_gateway.errors import RpcError
+from ws_gateway.params import Params
+from ws_gateway.rpc import forwarded
+from ws_gateway.rpc.call import Call
 from ws_gateway.rpc.registry import registry as methods
-from ws_gateway.sessions.eventlog import LoggedEvent
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,7 @@ async def test_joining_twice_on_one_loop_joins_once(member: tuple[Cluster, InMem
     cluster, layer = member
     channel = cluster.channel
     await cluster.start(asyncio.get_running_loop(), layer)
-    assert cluster.channel == channel and cluster.active
+    assert cluster.channel == channel and cluster.shared
     for _ in range(500):  # bounded wait for the first heartbeat (written by the renewal task)
         if await cluster.alive(channel):
             break
@@ -55,9 +61,9 @@ async def test_joining_twice_on_one_loop_joins_once(member: tuple[Cluster, InMem
 
 async def test_without_redis_nothing_is_joined(settings: Any) -> None:
     settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "REDIS_URL": ""}
-    cluster = Cluster()
-    await cluster.start(asyncio.get_running_loop(), InMemoryChannelLayer())
-    assert not cluster.enabled and not cluster.active
+    await backplanes.start(asyncio.get_running_loop(), InMemoryChannelLayer())
+    assert not backplanes.configured() and not backplanes.backplane.shared
+    assert type(backplanes._current.impl) is LocalBackplane
 
 
 async def test_a_silent_owners_lease_is_waited_for(member: tuple[Cluster, InMemoryChannelLayer]) -> None:
@@ -113,7 +119,7 @@ async def test_a_request_whose_handler_fails_gets_an_error_answer(
     async def fine(message: dict[str, Any]) -> dict[str, Any]:
         return {"sessions": [message["n"]]}
 
-    cluster.handlers.update({"test.broken": broken, "test.fine": fine})
+    cluster.receivers.requests.update({"test.broken": broken, "test.fine": fine})
     caller = await layer.new_channel()
     await layer.send(cluster.channel, {"type": "test.broken", "corr": "c2", "reply_to": caller})
     assert await receive_reply(layer, caller) == {"type": REPLY, "corr": "c2", "error": "failed"}
@@ -146,18 +152,16 @@ async def test_the_durable_log_reads_ranges_and_bounds(member: tuple[Cluster, In
 
 @pytest.fixture
 def routed(member: tuple[Cluster, InMemoryChannelLayer], monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    """The member as this process's cluster, for the forwarding code."""
+    """The member as this process's backplane, for the forwarding code."""
     cluster, _ = member
-    monkeypatch.setattr(forwarding, "cluster", cluster)
+    monkeypatch.setattr(backplanes._current, "impl", cluster)
     return cluster
 
 
 def history_call(session_id: str) -> tuple[Any, Call]:
     spec = methods.get("session.history")
     assert spec is not None
-    return spec, Call(
-        RemoteConnection("c-route", None), "session.history", Params({"session_id": session_id})
-    )
+    return spec, Call(RemoteCaller("c-route", None), "session.history", Params({"session_id": session_id}))
 
 
 async def test_a_call_to_a_live_owner_that_never_answers_fails_with_a_retry_hint(
@@ -170,27 +174,27 @@ async def test_a_call_to_a_live_owner_that_never_answers_fails_with_a_retry_hint
     await routed.redis.hset("wsg:m:rt-far", mapping={"key": "k", "owner_id": ""})
     spec, call = history_call("rt-far")
     with pytest.raises(RpcError) as failed:
-        await forwarding.route(spec, call, None)  # type: ignore[arg-type]
+        await forwarding.route(spec.name, call, None)  # type: ignore[arg-type]
     assert failed.value.message == "the session's worker is not answering; retry shortly"
     # The same from a handler's thread.
     located = await routed.locate("rt-far")
     assert located is not None and located.channel == owner
-    with pytest.raises(forwarding.OwnerSilent):
-        await asyncio.to_thread(forwarding.remote_blocking, call, located, "rt-far")
+    with pytest.raises(remote.OwnerSilent):
+        await asyncio.to_thread(remote.remote_blocking, call, located, "rt-far")
 
 
 async def test_calls_that_run_here_are_not_forwarded(routed: Cluster) -> None:
     for target in ("", 5, "rt-unknown"):  # no session id, not a string, a session the cluster does not know
         spec, call = history_call(target)  # type: ignore[arg-type]
-        assert await forwarding.route(spec, call, None) is None  # type: ignore[arg-type]
+        assert await forwarding.route(spec.name, call, None) is None  # type: ignore[arg-type]
     await routed.redis.set("wsg:o:rt-mine", routed.channel, px=60_000)
     await routed.redis.hset("wsg:m:rt-mine", mapping={"key": "k2", "owner_id": ""})
     spec, call = history_call("rt-mine")
-    assert await forwarding.route(spec, call, None) is None  # type: ignore[arg-type]
+    assert await forwarding.route(spec.name, call, None) is None  # type: ignore[arg-type]
 
 
 async def test_a_forwarded_call_of_an_unknown_method_is_answered_with_method_not_found() -> None:
-    reply = await forwarding.run_forwarded({"method": "no.such.method", "conn_id": "c", "params": {}})
+    reply = await forwarded.serve({"method": "no.such.method", "conn_id": "c", "params": {}})
     assert reply == {"error": {"code": -32601, "message": "unknown method: no.such.method"}}
 
 
@@ -203,6 +207,6 @@ async def test_detaching_survives_a_redis_that_cannot_be_reached(
     unreachable = Cluster()
     unreachable.channel = cluster.channel
     unreachable.redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setattr(forwarding, "cluster", unreachable)
-    await forwarding.detach_remote("c-gone", ["rt-a", "rt-b"])  # each lookup fails; logged, not raised
+    monkeypatch.setattr(backplanes._current, "impl", unreachable)
+    await forwarding.detach_remote(None, "c-gone", ["rt-a", "rt-b"])  # each lookup fails; logged, not raised
     await unreachable.redis.aclose()

@@ -11,10 +11,10 @@ import pytest
 import ws_gateway.builtin_commands
 import ws_gateway.methods  # noqa: F401 - registers the methods
 from tests.fake_openai import FakeOpenAI
-from ws_gateway.cluster import RemoteConnection
+from ws_gateway.caller import RemoteCaller
 from ws_gateway.commands import CommandContext, commands
+from ws_gateway.errors import RpcError
 from ws_gateway.rpc.call import Call, Params
-from ws_gateway.rpc.errors import RpcError
 from ws_gateway.rpc.registry import registry
 from ws_gateway.sessions.live import LiveSession
 
@@ -86,7 +86,7 @@ def test_session_commands_without_a_session_say_so(line: str) -> None:
 def call(method: str, **params: Any) -> Any:
     spec = registry.get(method)
     assert spec is not None
-    return spec.handler(Call(RemoteConnection("c-test", None), method, Params(params)))
+    return spec.handler(Call(RemoteCaller("c-test", None), method, Params(params)))
 
 
 def with_agent(settings: Any, agent: str, options: dict[str, Any] | None = None) -> None:

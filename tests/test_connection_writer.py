@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from ws_gateway import connection as connection_module
-from ws_gateway.connection import Connection
-from ws_gateway.outbox import Outbox
-from ws_gateway.sessions.eventlog import LoggedEvent
+from ws_gateway.backplane.eventlog import LoggedEvent
+from ws_gateway.events.outbox import Outbox
+from ws_gateway.transport import connection as connection_module
+from ws_gateway.transport.connection import Connection
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ws_gateway.outbox import Outbox
+from ws_gateway.events.outbox import Outbox
 
 
 class Conn:

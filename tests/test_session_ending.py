@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ws_gateway.sessions import service, store
+from ws_gateway.sessions import lifecycle, reaper, store
 from ws_gateway.sessions.live import LiveSession
 from ws_gateway.sessions.registry import registry
 
@@ -29,9 +29,9 @@ def test_teardown_happens_once_even_when_storing_the_end_fails(monkeypatch: pyte
 
     monkeypatch.setattr(store, "end", failing_end)
     live = registered()
-    assert service.teardown(live, "client_close", reclaimed=False) is True
+    assert lifecycle.teardown(live, "client_close", reclaimed=False) is True
     assert live.ended and registry.get(live.id) is None and ends == ["client_close"]
-    assert service.teardown(live, "client_close", reclaimed=False) is False  # already ended
+    assert lifecycle.teardown(live, "client_close", reclaimed=False) is False  # already ended
     assert ends == ["client_close"]
 
 
@@ -39,20 +39,20 @@ def test_a_clientless_sessions_timer_is_rearmed_not_doubled(settings: Any) -> No
     settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "ORPHAN_GRACE_S": 3600.0}
     live = registered()
     try:
-        service.park(live)
+        reaper.park(live)
         first = live.orphan_timer
-        service.park(live)
+        reaper.park(live)
         assert first is not None and first.cancelled
         assert live.orphan_timer is not first and not live.orphan_timer.cancelled
     finally:
-        service.teardown(live, "test", reclaimed=False)
+        lifecycle.teardown(live, "test", reclaimed=False)
     assert live.orphan_timer is None and first.cancelled
 
 
 def test_without_a_grace_no_timer_is_armed(settings: Any) -> None:
     settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "ORPHAN_GRACE_S": 0}
     live = LiveSession("rt-nograce", "k", owner_id=None)
-    service.park(live)
+    reaper.park(live)
     assert live.orphan_timer is None
 
 
@@ -60,9 +60,9 @@ def test_an_orphan_check_spares_a_session_whose_client_came_back() -> None:
     live = registered()
     try:
         live.clients.add("c-back")
-        service.orphan_check(live)
+        reaper.orphan_check(live)
         assert not live.ended and registry.get(live.id) is live
     finally:
-        service.teardown(live, "test", reclaimed=False)
-    service.orphan_check(live)  # an ended session: nothing happens
+        lifecycle.teardown(live, "test", reclaimed=False)
+    reaper.orphan_check(live)  # an ended session: nothing happens
     assert live.ended

@@ -10,8 +10,8 @@ import pytest
 
 from ws_gateway import framing
 from ws_gateway.agent.context import TurnContext
-from ws_gateway.rpc.errors import RpcError
-from ws_gateway.sessions import service
+from ws_gateway.errors import RpcError
+from ws_gateway.sessions import lifecycle, shapes
 from ws_gateway.sessions.live import LiveSession
 
 
@@ -26,7 +26,7 @@ def test_queued_and_inflight_prompts_are_capped_to_an_eighth_of_a_frame(small_fr
     live.queue.extend(["short one", "q" * 20_000])
     live.turn = TurnContext(live, "p" * 30_000, [])
     live.running = True
-    out = service.snapshot(live)
+    out = shapes.snapshot(live)
     short, long_ = out["queued"]
     assert short == {"user": "short one"}
     cap = small_frames // 8
@@ -44,11 +44,11 @@ def test_a_snapshot_without_messages_says_where_the_transcript_ends() -> None:
     rows = [{"role": "user", "text": "a"}, {"role": "assistant", "text": "b"}]
     live = LiveSession("rt-shape2", "20260101_000000_cccccc", owner_id=None, messages=rows)
     live.todos = [{"id": "1", "content": "x", "status": "pending"}]
-    out = service.snapshot(live, omit_messages=True)
+    out = shapes.snapshot(live, omit_messages=True)
     assert (out["messages"], out["start"], out["more"], out["message_count"]) == ([], 2, True, 2)
     assert out["todo_state"] == {"todos": live.todos, "revision": 0}
     assert "queued" not in out and "inflight" not in out
-    assert service.snapshot(LiveSession("rt-e", "k", owner_id=None), omit_messages=True)["more"] is False
+    assert shapes.snapshot(LiveSession("rt-e", "k", owner_id=None), omit_messages=True)["more"] is False
 
 
 @pytest.mark.parametrize(
@@ -62,12 +62,12 @@ def test_a_snapshot_without_messages_says_where_the_transcript_ends() -> None:
 )
 def test_imported_messages_are_checked(raw: list[Any], message: str) -> None:
     with pytest.raises(RpcError) as failed:
-        service.validate_messages(raw)
+        lifecycle.validate_messages(raw)
     assert failed.value.message == message
 
 
 def test_imported_messages_keep_only_known_fields() -> None:
-    (row,) = service.validate_messages(
+    (row,) = lifecycle.validate_messages(
         [
             {
                 "role": "tool",
@@ -85,4 +85,4 @@ def test_imported_messages_keep_only_known_fields() -> None:
         "name": "terminal",
         "args": {"c": 1},
     }
-    assert service.validate_messages(None) == []
+    assert lifecycle.validate_messages(None) == []

@@ -14,7 +14,7 @@ import pytest
 from ws_gateway.agent import context as context_module
 from ws_gateway.agent import turns
 from ws_gateway.agent.context import TurnContext, TurnFailed
-from ws_gateway.rpc.errors import RpcError
+from ws_gateway.errors import RpcError
 from ws_gateway.sessions import store
 from ws_gateway.sessions.live import LiveSession
 

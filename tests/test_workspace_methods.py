@@ -13,10 +13,10 @@ import pytest
 
 import ws_gateway.methods  # noqa: F401 - registers the methods
 from ws_gateway import workspace
-from ws_gateway.cluster import RemoteConnection
+from ws_gateway.caller import RemoteCaller
+from ws_gateway.errors import RpcError
 from ws_gateway.methods import workspace as workspace_methods
 from ws_gateway.rpc.call import Call, Params
-from ws_gateway.rpc.errors import RpcError
 from ws_gateway.rpc.registry import registry as methods
 from ws_gateway.sessions.live import LiveSession
 from ws_gateway.sessions.registry import registry as sessions
@@ -38,7 +38,7 @@ def live(tmp_path: Path) -> Iterator[LiveSession]:
 def call(method: str, conn: str = CONN, **params: Any) -> Any:
     spec = methods.get(method)
     assert spec is not None
-    return spec.handler(Call(RemoteConnection(conn, None), method, Params(params)))
+    return spec.handler(Call(RemoteCaller(conn, None), method, Params(params)))
 
 
 def error(method: str, **params: Any) -> RpcError:
