@@ -129,3 +129,31 @@ async def test_the_image_layout_serves_from_its_workspace(tmp_path: Path, logdir
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+HTTPS_ONLY = {"security.W004", "security.W008", "security.W012", "security.W016"}
+
+
+def test_check_deploy_passes_for_the_compose_settings_but_for_https(server_database_url, redis_url):
+    """``manage.py check --deploy`` with the environment docker-compose.yml gives a gateway: only the
+    items that need HTTPS (HSTS, SSL redirect, secure cookies) remain."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = {k: str(v) for k, v in compose["x-env"].items() if "${" not in str(v)}
+    env.update(
+        DJANGO_SECRET_KEY="a-long-random-secret-for-the-check-" + "x" * 40,
+        DJANGO_DEBUG="0",
+        ALLOWED_HOSTS="localhost,127.0.0.1",
+        CSRF_TRUSTED_ORIGINS="http://localhost:8080",
+        GATEWAY_ALLOW_ANONYMOUS="0",
+        GATEWAY_WORKER_ID="gateway-1",
+        DATABASE_URL=server_database_url,
+        REDIS_URL=redis_url,
+        PATH="/usr/bin:/bin",
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    found = set(re.findall(r"\((\w+\.[EW]\d+)\)", output))
+    assert found and found <= HTTPS_ONLY, output  # the checks ran, and only the HTTPS ones remain
