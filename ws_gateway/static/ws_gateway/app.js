@@ -33,6 +33,7 @@ const S = {
   held: [],
   early: [], // events of a session this page is about to open
   opening: null,
+  attaching: Promise.resolve(), // settles once a (re)connection has attached its session again
   gen: 0, // bumped when another session is opened: callbacks of the old one stand down
 };
 
@@ -88,9 +89,17 @@ gw.addEventListener("ready", async (ev) => {
   call("commands.catalog", {}).then((r) => composer.setCatalog(r.pairs), () => {});
   sidebar.refresh();
   const key = S.key || keyFromHash();
-  if (key && S.sid) await resync(epochChanged);
-  else if (key) await openSession(key);
-  else conversation.reset([], welcomeText());
+  // What the person sends meanwhile waits for this: until the session is attached again,
+  // its old runtime id may name nothing on a restarted server.
+  let done;
+  S.attaching = new Promise((resolve) => (done = resolve));
+  try {
+    if (key && S.sid) await resync(epochChanged);
+    else if (key) await openSession(key);
+    else conversation.reset([], welcomeText());
+  } finally {
+    done();
+  }
 });
 
 gw.addEventListener("event", (ev) => onEvent(ev.detail));
@@ -500,6 +509,7 @@ function renderStatus() {
 // -- actions -----------------------------------------------------------------
 
 async function submit(text) {
+  await S.attaching;
   if (!S.sid && !(await newSession())) return;
   if (text.startsWith("/")) return runCommand(text);
   return sendPrompt(text);
