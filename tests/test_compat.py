@@ -730,3 +730,29 @@ async def test_yolo_toggles_approvals_where_the_deployment_allows_it(gateways):
         assert info["payload"]["approval_mode"] == "off"
         assert (await s.call("config.set", {"key": "yolo"}))["value"] == "0"
         assert (await s.call("config.get", {"key": "approval_mode"}))["value"] == "manual"
+
+
+async def test_agent_sessions_are_not_listed_as_live_or_stored(gateways):
+    """Subagent and background sessions run for the agent: neither list offers them to switch to."""
+    gateway = gateways.new("memory")  # its own: these sessions are reaped later, telling everyone
+    try:
+        async with Session.open(gateway) as s:
+            task = (await s.call("prompt.background", {"text": "hello"}))["task_id"]
+            done = await s.client.wait_for(
+                lambda: [
+                    e
+                    for e in s.client.find_events("background.complete", s.sid)
+                    if e["payload"]["task_id"] == task
+                ]
+            )
+            events = await s.turn("!delegate g :: hi")
+            children = [done[0]["payload"]["session_id"]] + [
+                e["payload"]["child_session_id"] for e in events if e["type"] == "subagent.start"
+            ]
+            assert len(children) == 2
+            live = [e["session_key"] for e in (await s.client.call("session.active_list"))["sessions"]]
+            stored = [e["id"] for e in (await s.client.call("session.list"))["sessions"]]
+            assert live == [s.key] and s.key in stored
+            assert not set(children) & set(stored)
+    finally:
+        gateway.stop()

@@ -305,6 +305,10 @@ def picker_row(screen: str, text: str) -> str | None:
     return next((line for line in picker_rows(screen) if text in line), None)
 
 
+def selected_row(screen: str) -> str | None:
+    return next((row for row in picker_rows(screen) if "▸" in row), None)
+
+
 def select_row(tui: Tui, text: str, limit: int = 20) -> None:
     """Move the picker's selection (``▸``) to the first row holding ``text``, as a person would."""
     for _ in range(limit):
@@ -316,7 +320,8 @@ def select_row(tui: Tui, text: str, limit: int = 20) -> None:
         if target == selected:
             return
         tui.keys("Down" if target > selected else "Up")
-        moved = lambda selected=selected: "▸" not in picker_rows(tui.screen())[selected]  # noqa: E731
+        # The selected row's text changes (a long list scrolls under a selection that stays put).
+        moved = lambda before=rows[selected]: selected_row(tui.screen()) != before  # noqa: E731
         tui.wait(moved, 5, "the selection to move")
     raise AssertionError(f"no picker row with {text!r} to select:\n{tui.screen()}")
 

@@ -102,7 +102,8 @@ def session_active_list(call: Call) -> dict[str, Any]:
             "current": live.id == current,
         }
         for live in registry.all()
-        if live.owner_id == call.conn.user_id and not live.ended
+        # Subagent and background sessions are the agent's, not a person's to switch to.
+        if live.owner_id == call.conn.user_id and not live.ended and live.source not in store.HIDDEN_SOURCES
     ]
     sessions.sort(key=lambda s: float(s["started_at"]))  # type: ignore[arg-type]
     return {"sessions": sessions}
