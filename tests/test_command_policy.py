@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from ws_gateway.agent.approvals import assess
 from ws_gateway.agent.policy import decide
+from ws_gateway.sessions.live import LiveSession
 
 # Each must ask. D, F and x are names inside the cwd; the danger is in the command itself.
 MUST_ASK = [
@@ -401,3 +403,15 @@ def test_the_allowlist_and_secret_patterns_are_settings(cwd: str) -> None:
         assert decide("stat /etc/passwd", cwd).ask is True  # operands are still checked
         assert decide("cat notes.txt", cwd).ask is True
         assert decide("echo hi", cwd).ask is True  # no longer on the list
+
+
+def test_a_dangerous_pattern_is_part_of_what_an_approval_remembers(tmp_path: Path) -> None:
+    """ "always" for a command a deployment pattern matched covers that pattern, not every command
+    of the same shape: `echo zap` approved does not approve `echo zorch` under another pattern."""
+    live = LiveSession(id="00000000", key="k", owner_id=None, cwd=str(tmp_path))
+    patterns = [[r"\bzap\b", "zap"], [r"\bzorch\b", "zorch"]]
+    with override_settings(WS_GATEWAY={"EXTRA_DANGEROUS_PATTERNS": patterns}):
+        zap, zorch, plain = (assess(live, c) for c in ("echo zap", "echo zorch", "echo hello"))
+    assert zap.ask and zorch.ask and not plain.ask
+    assert zap.key != zorch.key and plain.key not in (zap.key, zorch.key)
+    assert zap.key.startswith(plain.key.split(" ")[0])

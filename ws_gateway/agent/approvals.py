@@ -29,7 +29,7 @@ from ..terminal import BackendUnavailable, backend
 from ..writes import release, write_unit
 from .context import TurnContext
 from .pending import pending, timeout_for
-from .policy import Decision, decide
+from .policy import Decision, bounded_key, decide
 
 DEFAULT_PATTERNS: list[list[str]] = [
     [r"\brm\s+(-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)\b", "recursive delete"],
@@ -98,7 +98,10 @@ def assess(session: LiveSession, command: str) -> Assessment:
         auto_approve = False  # the run itself reports why the backend cannot run
     ask = match is not None or (decision.ask and not auto_approve)
     description = match.description if match else decision.description
-    return Assessment(ask, description, decision.key, decision, match)
+    # Approving a command a dangerous pattern matched approves that pattern for that parse only:
+    # "always" for one `echo WORD` must not let every later `echo` pass the same pattern.
+    key = decision.key if match is None else bounded_key(f"{decision.key} [{match.pattern}]")
+    return Assessment(ask, description, key, decision, match)
 
 
 def choices() -> list[str]:

@@ -394,6 +394,11 @@ def _key(command: str, parsed: Parsed, found: _Findings) -> str:
         # names every command.
         parts = found.key_parts or [_render(c.name.value or "", c.args, []) for c in parsed.commands]
         key = "cmd:" + " ; ".join(dict.fromkeys([*parts, *found.redirect_parts]))
+    return bounded_key(key)
+
+
+def bounded_key(key: str) -> str:
+    """``key`` as stored (at most KEY_MAX characters: a long one keeps its start and a digest)."""
     if len(key) > KEY_MAX:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         key = f"{key[: KEY_MAX - 34]} #{digest}"
