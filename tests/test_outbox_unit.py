@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ws_gateway.events import outbox as outbox_module
 from ws_gateway.events.outbox import Outbox
 
 
@@ -148,3 +149,79 @@ async def test_the_memory_of_ended_sessions_is_bounded() -> None:
     for n in range(10_001):
         box._close_now(f"s{n}")
     assert len(box._ended) == 10_000 and "s0" not in box._ended and "s10000" in box._ended
+
+
+async def test_deltas_queued_between_drains_reach_the_loop_joined_and_in_order() -> None:
+    box = Outbox()
+    box.bind(asyncio.get_running_loop())
+    conn = Conn()
+    box.subscribe("s", conn)
+    box.subscribe("t", conn)
+    # All queued before the loop runs again: one item per session and run of one type.
+    for word in ("a ", "b ", "c "):
+        box.emit("s", "message.delta", {"text": word})
+        box.emit("t", "message.delta", {"text": word.upper()})
+    box.emit("s", "status.update", {"text": "between"})
+    box.emit("s", "message.delta", {"text": "d"})
+    box.emit("s", "reasoning.delta", {"text": "why"})
+    box.emit("s", "message.delta", {"text": ""})  # empty: nothing
+    assert len(box._queue) == 5
+    await until(lambda: len(conn.seen) == 5)
+    seen = [
+        (p["params"]["session_id"], p["params"]["type"], p["params"]["payload"]["text"])
+        for _, p, _ in conn.seen
+    ]
+    assert seen == [
+        ("s", "message.delta", "a b c "),
+        ("t", "message.delta", "A B C "),
+        ("s", "status.update", "between"),
+        ("s", "message.delta", "d"),
+        ("s", "reasoning.delta", "why"),
+    ]
+    assert [p["params"]["seq"] for _, p, _ in conn.seen if p["params"]["session_id"] == "s"] == [1, 2, 3, 4]
+
+
+async def test_without_a_flush_interval_every_delta_is_its_own_event(settings: Any) -> None:
+    settings.WS_GATEWAY = {**getattr(settings, "WS_GATEWAY", {}), "DELTA_FLUSH_MS": 0}
+    box = Outbox()
+    box.bind(asyncio.get_running_loop())
+    conn = Conn()
+    box.subscribe("s", conn)
+    for word in ("a ", "b ", "c"):
+        box.emit("s", "message.delta", {"text": word})
+    await until(lambda: len(conn.seen) == 3)
+    assert [p["params"]["payload"]["text"] for _, p, _ in conn.seen] == ["a ", "b ", "c"]
+
+
+async def test_a_thread_that_outruns_the_loop_waits_for_it_and_loses_nothing(monkeypatch: Any) -> None:
+    monkeypatch.setattr(outbox_module, "BACKLOG_WAIT_S", 3600.0)  # only a drain releases a waiting thread
+    monkeypatch.setattr(outbox_module, "LOOP_LAG_S", 0.0)  # wait whenever the loop is behind at all
+    box = Outbox()
+    box.bind(asyncio.get_running_loop())
+    conn = Conn()
+    box.subscribe("s", conn)
+    words = [f"w{i} " for i in range(5000)]
+
+    def produce() -> None:
+        for word in words:
+            box.emit("s", "message.delta", {"text": word})
+        box.emit("s", "message.complete", {"text": ""})
+
+    await asyncio.wait_for(asyncio.to_thread(produce), 60)
+    await until(lambda: conn.seen and conn.seen[-1][1]["params"]["type"] == "message.complete")
+    deltas = [p["params"]["payload"]["text"] for _, p, _ in conn.seen[:-1]]
+    assert "".join(deltas) == "".join(words)
+    assert [seq for seq, _, _ in conn.seen] == list(range(1, len(conn.seen) + 1))
+
+
+async def test_deltas_emitted_on_the_loop_itself_never_wait(monkeypatch: Any) -> None:
+    monkeypatch.setattr(outbox_module, "BACKLOG_WAIT_S", 3600.0)  # a wait here would hang the test
+    monkeypatch.setattr(outbox_module, "LOOP_LAG_S", 0.0)
+    box = Outbox()
+    box.bind(asyncio.get_running_loop())
+    conn = Conn()
+    box.subscribe("s", conn)
+    for word in ("a ", "b ", "c"):  # the loop cannot drain while this runs: it is the loop
+        box.emit("s", "message.delta", {"text": word})
+    await until(lambda: len(conn.seen) == 1)
+    assert conn.seen[0][1]["params"]["payload"]["text"] == "a b c"

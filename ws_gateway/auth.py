@@ -1,6 +1,7 @@
 """Who is on the other end of a socket: Django session cookie (browsers) or bearer token.
 
-``GatewayAuthMiddleware`` wraps Channels' ``AuthMiddlewareStack``: a request
+``GatewayAuthMiddleware`` is Channels' ``AuthMiddlewareStack`` (cookie user resolved only
+for browser sockets that carry one): a request
 with ``Authorization: Bearer <token>`` (or ``?token=`` for clients that cannot
 set headers) is authenticated by :class:`~ws_gateway.models.AccessToken`;
 otherwise the session cookie decides. Tokens are stored hashed and never logged.
@@ -27,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
+from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from .conf import gateway_settings
@@ -132,6 +135,21 @@ def identify(scope: dict[str, Any]) -> Identity | str:
     return Identity(None)
 
 
+class SessionUserMiddleware(AuthMiddleware):  # type: ignore[misc]  # channels has no types
+    """Channels' session-cookie user, looked up only where it can count.
+
+    :func:`identify` takes the cookie's user only for a browser socket (one with an
+    ``Origin``), and a socket without a session cookie has no user to look up; those get
+    ``AnonymousUser`` at once instead of a database thread hop (most of a connect's cost
+    for programs, which authenticate with tokens)."""
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        if scope["session"].session_key is None or not is_browser(scope):
+            scope["user"]._wrapped = AnonymousUser()
+            return
+        await super().resolve_scope(scope)
+
+
 def GatewayAuthMiddleware(inner: Any) -> Any:
     """Session cookie auth, then bearer tokens on top."""
-    return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+    return CookieMiddleware(SessionMiddleware(SessionUserMiddleware(TokenAuthMiddleware(inner))))

@@ -10,6 +10,7 @@ from typing import Any
 from .. import ids, metrics
 from ..errors import RpcError
 from ..events.outbox import emit
+from ..pacing import StreamPacer
 from ..sessions import shapes, transcript
 from ..sessions.live import LiveSession
 
@@ -45,6 +46,7 @@ class TurnContext:
         self._lock = threading.Lock()
         self.started = time.monotonic()
         self._first_token = True
+        self._pacer = StreamPacer()
 
     # -- state -----------------------------------------------------------
 
@@ -79,6 +81,8 @@ class TurnContext:
             if self._first_token:
                 self._first_token = False
                 metrics.first_token.observe(time.monotonic() - self.started)
+            else:
+                self._pacer.pace()  # the first token never waits
             self.reply_parts.append(text)
             self.emit("message.delta", {"text": text})
 

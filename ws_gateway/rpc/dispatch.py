@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import errors, framing, logs, workers
+from .. import errors, framing, logs, pacing, workers
 from ..caller import Caller, Request
 from ..conf import gateway_settings
 from ..errors import RpcError
@@ -248,6 +248,13 @@ class Dispatcher:
             self._lane_task = None
 
     async def _run_batch(self, slots: list[Any]) -> None:
+        pacing.requests.begin()
+        try:
+            await self._run_batch_slots(slots)
+        finally:
+            pacing.requests.end()
+
+    async def _run_batch_slots(self, slots: list[Any]) -> None:
         texts: list[str] = []
         for slot in slots:
             if isinstance(slot, Job):
@@ -261,10 +268,14 @@ class Dispatcher:
                 self._start_cursors(slot.call)
 
     async def _run_and_answer(self, job: Job, executor: Any) -> None:
-        text = await self._run(job, executor)
-        await self._join(job.call)
-        self.conn.push(text)
-        self._start_cursors(job.call)
+        pacing.requests.begin()  # streaming turns give way until the answer is out
+        try:
+            text = await self._run(job, executor)
+            await self._join(job.call)
+            self.conn.push(text)
+            self._start_cursors(job.call)
+        finally:
+            pacing.requests.end()
 
     async def _run(self, job: Job, executor: Any) -> str:
         """The encoded response of one job (encoded on the worker thread)."""

@@ -129,6 +129,8 @@ def sweep_idle() -> None:
 
 async def _connection_closed(sender: Any, conn_id: str, **kwargs: Any) -> tuple[int, int]:
     """A socket's connection is gone: detach it from its sessions here (on a worker thread)."""
+    if not registry.count_linked(conn_id):
+        return 0, 0  # attached to nothing here: no thread hop (most connections of a busy server)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(workers.background(), disconnect, conn_id)
 

@@ -14,6 +14,7 @@ from django.utils import timezone as djtz
 
 from ..models import StoredSession, TranscriptMessage
 from ..writes import grouped, write_unit
+from . import hot_writes
 from .live import LiveSession
 
 PREVIEW_CHARS = 120
@@ -107,11 +108,8 @@ def append(live: LiveSession, messages: list[dict[str, Any]], start: int) -> Non
 
 @grouped
 def _append_rows(key: str, messages: list[dict[str, Any]], start: int) -> None:
-    TranscriptMessage.objects.bulk_create([_new_row(key, start + i, m) for i, m in enumerate(messages)])
-    StoredSession.objects.filter(id=key).update(message_count=start + len(messages), last_active=djtz.now())
-    preview = _preview(messages)
-    if preview:
-        StoredSession.objects.filter(id=key, preview="").update(preview=preview)
+    hot_writes.insert_rows(_new_row(key, start + i, m) for i, m in enumerate(messages))
+    hot_writes.update_session(key, start + len(messages), djtz.now(), _preview(messages))
 
 
 @write_unit

@@ -51,6 +51,7 @@ def missing(protocol: Any, transport: Any) -> list[str]:
     return absent + [f"transport.{name}" for name in TRANSPORT_NEEDS if not hasattr(transport, name)]
 
 
+@functools.cache  # read once: importlib.metadata parses package files (~1 ms a connect)
 def untested_versions() -> dict[str, str]:
     """Installed versions of daphne, autobahn, Twisted and Channels outside :data:`TESTED_MAJORS`."""
     out = {}

@@ -1,0 +1,70 @@
+"""The transcript's hot writes as SQL built once, not compiled by the ORM on every call.
+
+Every prompt stores its row before its turn starts, and every reply when it
+ends; with 50 sessions at once those writes are most of a busy process's CPU.
+Through the ORM, ``bulk_create`` of one row and the session row's update cost
+~1.2 ms of CPU together (measured on SQLite, mostly query compilation); the
+same statements built once from the models' fields cost ~0.15 ms. Values still
+go through each field's own ``get_db_prep_save`` (JSON, time zones), and the
+statements are plain SQL that SQLite and PostgreSQL both take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from ..models import StoredSession, TranscriptMessage
+
+_insert_sql: dict[str, str] = {}
+_update_sql: dict[str, str] = {}
+_ROW_FIELDS = [f for f in TranscriptMessage._meta.concrete_fields if not f.primary_key]
+_LAST_ACTIVE = StoredSession._meta.get_field("last_active")
+
+
+def _sql(cache: dict[str, str], vendor: str, build: Any) -> str:
+    text = cache.get(vendor)
+    if text is None:
+        text = cache[vendor] = build(connections[DEFAULT_DB_ALIAS].ops.quote_name)
+    return text
+
+
+def _build_insert(q: Any) -> str:
+    columns = ", ".join(q(f.column) for f in _ROW_FIELDS)
+    marks = ", ".join(["%s"] * len(_ROW_FIELDS))
+    return f"INSERT INTO {q(TranscriptMessage._meta.db_table)} ({columns}) VALUES ({marks})"
+
+
+def _build_update(q: Any) -> str:
+    fields = {f.name: f for f in StoredSession._meta.concrete_fields}
+
+    def col(name: str) -> str:
+        return str(q(fields[name].column))
+
+    return (
+        f"UPDATE {q(StoredSession._meta.db_table)} SET {col('message_count')} = %s, "
+        f"{col('last_active')} = %s, "
+        f"{col('preview')} = CASE WHEN {col('preview')} = '' THEN %s ELSE {col('preview')} END "
+        f"WHERE {col('id')} = %s"
+    )
+
+
+def insert_rows(rows: Iterable[TranscriptMessage]) -> None:
+    """INSERT transcript rows (unsaved instances) in the current transaction."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql = _sql(_insert_sql, conn.vendor, _build_insert)
+    params = [[f.get_db_prep_save(f.pre_save(row, True), conn) for f in _ROW_FIELDS] for row in rows]
+    with conn.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def update_session(key: str, message_count: int, last_active: datetime, preview: str) -> None:
+    """The session row after an append: its count, its activity, and ``preview`` if it had none."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql = _sql(_update_sql, conn.vendor, _build_update)
+    stamp = _LAST_ACTIVE.get_db_prep_save(last_active, conn)
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [message_count, stamp, preview, key])
