@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
 from ws_gateway.testing import GatewayClient
 from ws_gateway.transport import daphne as seam
 
@@ -34,3 +37,17 @@ def test_missing_names_each_absent_attribute() -> None:
     assert absent == [f"protocol.{n}" for n in seam.PROTOCOL_NEEDS] + [
         f"transport.{n}" for n in seam.TRANSPORT_NEEDS
     ]
+
+
+def test_text_frames_built_by_the_seam_parse_as_rfc_6455_frames_of_every_length_class() -> None:
+    for size in (0, 1, 125, 126, 65535, 65536, 70000):
+        payload = ("é" * size).encode("utf-8")[:size]
+        reader = StreamReader()
+        reader.feed_data(seam.text_frame(payload))
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+            raise AssertionError("frame incomplete")
+        except StopIteration as done:
+            frame = done.value
+        assert frame.opcode is Opcode.TEXT and frame.fin and frame.data == payload

@@ -74,10 +74,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder for every frame: json.loads with hooks builds a new one per call.
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def parse(text: str) -> Any:
     """A frame's JSON, strictly: NaN, Infinity and out-of-range numbers are not JSON (RFC 8259),
     though Python's decoder takes them; they would come back out unencodable."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    return _decoder.decode(text)
 
 
 def response(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The one seam onto daphne's internals: how much a socket has not yet sent, a direct
-write, and the server's own message-size limit.
+write (frames built here, sent to the socket at once), and the server's own message-size limit.
 
 daphne never makes ``send`` wait: what the kernel does not take piles up in
 the Twisted transport's buffer, unseen by the application. This looks into
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -37,8 +38,19 @@ PROTOCOL_NEEDS = (
     "state",
     "STATE_OPEN",
     "sendMessage",
+    "_perMessageCompress",
+    "send_queue",
 )
-TRANSPORT_NEEDS = ("dataBuffer", "offset", "_tempDataLen", "abortConnection")
+TRANSPORT_NEEDS = (
+    "dataBuffer",
+    "offset",
+    "_tempDataLen",
+    "abortConnection",
+    "socket",
+    "connected",
+    "disconnecting",
+    "write",
+)
 # Major versions this seam was written and tested against (requirements.txt allows daphne 4).
 TESTED_MAJORS = {"daphne": (4,), "autobahn": (24, 25, 26), "twisted": (24, 25, 26), "channels": (4,)}
 
@@ -115,11 +127,37 @@ class TransportView:
             self._protocol.closeHandshakeTimeout = seconds
 
     def send_now(self, text: str) -> None:
-        """Write a text frame at once (daphne's own write is synchronous; this skips the
-        coroutine and task hops of ASGI ``send``). Dropped when the socket is no longer open."""
+        """Write a text frame at once, skipping the coroutine and task hops of ASGI ``send``.
+        Dropped when the socket is no longer open.
+
+        A server's text frame is a small header and the UTF-8 text (unmasked, RFC 6455 5.2),
+        so it is built here rather than by autobahn's ``sendMessage``, which formats debug
+        lines for every frame whatever the log level; and when nothing is queued on the
+        transport it goes to the socket at once, where Twisted would first register the
+        socket for writing and send on the next turn of the loop (two ``epoll_ctl`` calls a
+        frame). Compression (never negotiated by daphne) keeps autobahn's path."""
         protocol = self._protocol
-        if protocol.state == protocol.STATE_OPEN:
-            protocol.sendMessage(text.encode("utf-8"), False)
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        payload = text.encode("utf-8")
+        if protocol._perMessageCompress is not None or protocol.send_queue:
+            protocol.sendMessage(payload, False)
+            return
+        self._write(text_frame(payload))
+
+    def _write(self, data: bytes) -> None:
+        t = self._transport
+        if not self.unsent_bytes() and t.connected and not t.disconnecting:
+            try:
+                sent = t.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = 0  # Twisted's own write finds the error and closes the connection
+            if sent == len(data):
+                return
+            data = data[sent:]
+        t.write(data)
 
     def unsent_bytes(self) -> int:
         t = self._transport
@@ -128,6 +166,18 @@ class TransportView:
     def abort(self) -> None:
         """Drop the connection without waiting for the buffer to drain."""
         self._transport.abortConnection()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked WebSocket text frame (RFC 6455 5.2) carrying ``payload``."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
 
 
 def server_send(send: Callable[..., Any]) -> Callable[..., Any]:
