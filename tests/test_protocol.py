@@ -318,6 +318,23 @@ async def test_inline_calls_run_one_at_a_time_in_arrival_order_and_ping_overtake
         assert await wait_ids(client, "a", "b", "c") == ["ping", "a", "b", "c"]
 
 
+async def test_calls_marked_on_loop_run_on_the_loop_still_in_arrival_order(gateway):
+    async with GatewayClient.connect(gateway.url) as client:
+        loop_thread = (await client.call("test.where_loop"))["thread"]
+        assert (await client.call("test.where_maybe", {"fast": True}))["thread"] == loop_thread
+        assert (await client.call("test.where_maybe"))["thread"] != loop_thread
+        assert (await client.call("test.where_thread"))["thread"] != loop_thread
+    name = gate()
+    async with GatewayClient.connect(gateway.url) as client, GatewayClient.connect(gateway.url) as other:
+        await send(
+            client, req("a", "test.inline_wait_gate", {"name": name}), req("b", "test.where_loop"), ping("p")
+        )
+        await wait_ids(client, "p")
+        assert reply_ids(client) == ["p"]  # b waits behind a, though it needs no thread
+        await other.call("test.open_gate", {"name": name})
+        assert await wait_ids(client, "a", "b") == ["p", "a", "b"]
+
+
 async def test_inline_call_on_one_connection_does_not_block_another(gateway):
     name = gate()
     async with GatewayClient.connect(gateway.url) as a, GatewayClient.connect(gateway.url) as b:

@@ -63,6 +63,16 @@ def inline_sleep(call: Any) -> dict[str, Any]:
     return {"slept": True}
 
 
+def _where(call: Any) -> dict[str, Any]:
+    return {"thread": threading.current_thread().name}
+
+
+# The same handler three ways: on the loop always, on the loop for some params, on a thread.
+method("test.where_loop", on_loop=True)(_where)
+method("test.where_maybe", on_loop=lambda params: params.raw("fast") is True)(_where)
+method("test.where_thread")(_where)
+
+
 @method("test.echo")
 def echo(call: Any) -> dict[str, Any]:
     return {"params": call.params.data}

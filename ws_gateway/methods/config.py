@@ -24,7 +24,7 @@ from ..conf import gateway_settings
 from ..errors import BAD_VALUE, SESSION_ID_REQUIRED
 from ..events.outbox import broadcast, emit
 from ..rpc import RpcError, method
-from ..rpc.call import Call
+from ..rpc.call import Call, Params
 from ..sessions import lifecycle, shapes
 from ..sessions.live import LiveSession
 from ..sessions.registry import registry
@@ -133,7 +133,17 @@ GETTERS: dict[str, Getter] = {
 }
 
 
-@method("config.get")
+# Keys read from memory only (the skin, a live session's options): answered on the loop.
+MEMORY_KEYS = frozenset(
+    {"skin", "fast", "personality", "verbose", "yolo", "model", "busy_input_mode", "approval_mode", "cwd"}
+)
+
+
+def _reads_memory(params: Params) -> bool:
+    return params.raw("key") in MEMORY_KEYS
+
+
+@method("config.get", on_loop=_reads_memory)
 def config_get(call: Call) -> dict[str, Any]:
     key = call.params.string("key", "") or ""
     getter = GETTERS.get(key)

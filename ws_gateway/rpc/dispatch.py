@@ -286,6 +286,8 @@ class Dispatcher:
         call = job.call
         try:
             routed = await _route(job.spec, call, executor)
+            if routed is None and job.spec.on_loop(call.params):
+                return _invoke(job.spec, call, on_loop=True)
             return await self.loop.run_in_executor(executor, _invoke, job.spec, call, routed)
         except Exception:
             self.conn.stats.dispatch_crashes += 1
@@ -337,10 +339,13 @@ async def _route(spec: MethodSpec, call: Call, executor: Any) -> dict[str, Any] 
         return exc
 
 
-def _invoke(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None = None) -> str:
-    """Runs on a worker thread: the handler (or the owner's outcome), mapped to an encoded response."""
+def _invoke(
+    spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None = None, on_loop: bool = False
+) -> str:
+    """Runs on a worker thread (or on the loop, for ``on_loop`` calls): the handler (or the
+    owner's outcome), mapped to an encoded response."""
     with bind_call(call):
-        return _invoke_bound(spec, call, routed)
+        return _invoke_bound(spec, call, routed, on_loop)
 
 
 def bind_call(call: Call) -> Any:
@@ -351,11 +356,18 @@ def bind_call(call: Call) -> Any:
     )
 
 
-def _invoke_bound(spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None) -> str:
+def _invoke_bound(
+    spec: MethodSpec, call: Call, routed: dict[str, Any] | Exception | None, on_loop: bool = False
+) -> str:
     try:
         if isinstance(routed, Exception):
             raise routed
-        result = routed if routed is not None else workers.with_db(spec.handler, call)
+        if routed is not None:
+            result = routed
+        elif on_loop:
+            result = spec.handler(call)  # touches no database: no connection hygiene
+        else:
+            result = workers.with_db(spec.handler, call)
     except RpcError as exc:
         frame = {"jsonrpc": "2.0", "id": call.request_id, "error": exc.to_error()}
     except Exception as exc:
