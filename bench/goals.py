@@ -641,16 +641,17 @@ async def cost_rows(ledger: Ledger, cluster: WorkerCluster, redis: RedisServer, 
                 miss,
             )
         )
-        costs = []
+        stalls, walls = [], []
         for _ in range(cfg.replays):
             r = await conn.call("bench.replay_cost", {"session_id": sid})
-            costs.append(r["ms"])
-        ms = statistics.median(costs)
-        ok, miss = at_most(ms, 10, "ms")
+            stalls.append(r["stall_ms"])
+            walls.append(r["ms"])
+        stall = statistics.median(stalls)
+        ok, miss = at_most(stall, 10, "ms")
         ledger.add(
             Row(
-                f"replay of the full durable log ({r['events']:,} events), loop time",
-                f"{ms:.1f} ms (median of {len(costs)})",
+                f"replay of the full durable log ({r['events']:,} events): longest loop stall",
+                f"{stall:.1f} ms (median of {len(stalls)}; the read takes {statistics.median(walls):.1f} ms)",
                 "<= 10 ms (not tens of ms)",
                 ok,
                 miss,

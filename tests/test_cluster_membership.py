@@ -18,6 +18,7 @@ import ws_gateway.methods  # noqa: F401 - registers the methods
 from tests.services import RedisServer, free_port
 from ws_gateway import backplane as backplanes
 from ws_gateway.backplane import LocalBackplane
+from ws_gateway.backplane import redis as redis_backplane
 from ws_gateway.backplane.base import FORWARD, REPLY
 from ws_gateway.backplane.eventlog import LoggedEvent
 from ws_gateway.backplane.redis import RedisBackplane as Cluster
@@ -145,6 +146,19 @@ async def test_the_durable_log_reads_ranges_and_bounds(member: tuple[Cluster, In
     assert await cluster.read_log("s-log", 2, before=3) == []  # an empty range is not a query
     replay = await cluster.replay("s-log", 1)
     assert [e.seq for e in replay.events] == [2, 3] and not replay.truncated
+    assert replay.events[0].params == {"n": 2}  # parsed from the frame by the reader
+
+
+async def test_a_long_durable_log_is_read_whole_across_pages(member: tuple[Cluster, Any]) -> None:
+    cluster, _ = member
+    count = 2 * redis_backplane.LOG_READ_PAGE + 7
+    events = [LoggedEvent(seq, None, f'{{"params": {{"n": {seq}}}}}', None) for seq in range(1, count + 1)]
+    await cluster.append("s-long", events)
+    assert [e.seq for e in await cluster.read_log("s-long", 0)] == list(range(1, count + 1))
+    middle = await cluster.read_log("s-long", 5, before=count - 2)
+    assert [e.seq for e in middle] == list(range(6, count - 2))
+    edge = redis_backplane.LOG_READ_PAGE
+    assert [e.seq for e in await cluster.read_log("s-long", edge)] == list(range(edge + 1, count + 1))
 
 
 # -- calls for sessions owned elsewhere ------------------------------------------------------------
