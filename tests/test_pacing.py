@@ -8,16 +8,16 @@ import threading
 import pytest
 
 from ws_gateway import pacing
-from ws_gateway.pacing import Requests, StreamPacer
+from ws_gateway.pacing import StreamPacer, UrgentWork
 
 
 def test_with_no_request_running_a_stream_does_not_wait() -> None:
-    assert Requests().give_way(timeout=5) == 0.0
+    assert UrgentWork().give_way(timeout=5) == 0.0
 
 
 def test_a_waiting_stream_goes_on_when_the_last_request_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pacing, "MAX_WAIT_S", 3600.0)  # only the end of the requests releases it
-    requests = Requests()
+    requests = UrgentWork()
     requests.begin()
     requests.begin()
     started = threading.Event()
@@ -38,14 +38,14 @@ def test_a_waiting_stream_goes_on_when_the_last_request_ends(monkeypatch: pytest
 
 
 def test_a_stream_never_waits_longer_than_the_bound() -> None:
-    requests = Requests()
+    requests = UrgentWork()
     requests.begin()  # never ends
     assert requests.give_way(timeout=0.01) >= 0.01
 
 
 def test_after_waiting_a_stream_runs_as_long_as_it_waited(monkeypatch: pytest.MonkeyPatch) -> None:
-    requests = Requests()
-    monkeypatch.setattr(pacing, "requests", requests)
+    requests = UrgentWork()
+    monkeypatch.setattr(pacing, "urgent", requests)
     clock = [100.0]
     monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
     calls: list[float] = []
@@ -71,7 +71,7 @@ def test_after_waiting_a_stream_runs_as_long_as_it_waited(monkeypatch: pytest.Mo
 
 
 def test_a_long_request_holds_streams_back_only_at_its_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    requests = Requests()
+    requests = UrgentWork()
     clock = [100.0]
     monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
     requests.begin()  # e.g. shell.exec: runs for seconds

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from ws_gateway.checks import sqlite_warnings
 from ws_gateway.models import ClientConfig
-from ws_gateway.writes import GroupCommit, immediate, write_unit
+from ws_gateway.writes import GroupCommit, batched, immediate, write_unit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,3 +122,53 @@ def test_group_commit_shares_one_transaction_and_isolates_a_failing_unit():
     assert stored == {"first", *names[:-1]}
     # The queued units went as one shared transaction that failed on "bad", then one by one.
     assert group.commits == 1 + 1 + len(names)
+
+
+def test_batched_writes_of_a_shared_transaction_are_made_together_and_a_bad_one_fails_alone():
+    flushed: list[list[str]] = []
+
+    def flush(names: list[str]) -> None:
+        flushed.append(list(names))
+        ClientConfig.objects.bulk_create([ClientConfig(owner_key=n) for n in names])
+
+    add = batched(flush)
+    add("alone")  # outside a group commit: at once
+    assert flushed == [["alone"]]
+    group = GroupCommit()
+    held, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        add("first")
+        held.set()
+        assert release.wait(30)
+
+    results: dict[str, object] = {}
+
+    def call(name: str, fn) -> None:
+        try:
+            results[name] = group.run(fn)
+        except Exception as exc:
+            results[name] = exc
+        finally:
+            connections.close_all()
+
+    leader = threading.Thread(target=call, args=("first", first))
+    leader.start()
+    assert held.wait(30)
+    names = ["u0", "u1", "u2", "alone"]  # "alone" exists: its insert fails the shared flush
+    threads = [threading.Thread(target=call, args=(n, lambda n=n: add(n))) for n in names]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(group._queue) < len(names):
+        assert time.monotonic() < deadline, "units did not queue"
+        time.sleep(0.005)
+    release.set()
+    for thread in [leader, *threads]:
+        thread.join(30)
+    assert flushed[1] == ["first"]
+    assert sorted(flushed[2]) == sorted(names)  # one executemany for every queued unit
+    assert sorted(map(tuple, flushed[3:])) == sorted((n,) for n in names)  # then one by one
+    assert isinstance(results["alone"], IntegrityError)
+    stored = set(ClientConfig.objects.values_list("owner_key", flat=True))
+    assert stored == {"alone", "first", "u0", "u1", "u2"}

@@ -252,11 +252,8 @@ class Dispatcher:
             self._lane_task = None
 
     async def _run_batch(self, slots: list[Any]) -> None:
-        pacing.requests.begin()
-        try:
+        with pacing.urgent.running_now():
             await self._run_batch_slots(slots)
-        finally:
-            pacing.requests.end()
 
     async def _run_batch_slots(self, slots: list[Any]) -> None:
         texts: list[str] = []
@@ -272,14 +269,11 @@ class Dispatcher:
                 self._start_cursors(slot.call)
 
     async def _run_and_answer(self, job: Job, executor: Any) -> None:
-        pacing.requests.begin()  # streaming turns give way until the answer is out
-        try:
+        with pacing.urgent.running_now():  # streaming turns give way until the answer is out
             text = await self._run(job, executor)
             await self._join(job.call)
             self.conn.push(text)
             self._start_cursors(job.call)
-        finally:
-            pacing.requests.end()
 
     async def _run(self, job: Job, executor: Any) -> str:
         """The encoded response of one job (encoded on the worker thread)."""
