@@ -7,8 +7,11 @@ write, the unsent-bytes probe (slow consumers) and the size limit at the frame h
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any
 
+from autobahn import util as autobahn_util
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
@@ -51,3 +54,19 @@ def test_text_frames_built_by_the_seam_parse_as_rfc_6455_frames_of_every_length_
         except StopIteration as done:
             frame = done.value
         assert frame.opcode is Opcode.TEXT and frame.fin and frame.data == payload
+
+
+def test_autobahn_log_arguments_are_deferred_and_format_as_before() -> None:
+    modules = [importlib.import_module(name) for name in seam.AUTOBAHN_LOGGING_MODULES]
+    helpers = [(m, h) for m in modules for h in seam.AUTOBAHN_LOG_HELPERS]
+    assert all(hasattr(m, h) for m, h in helpers)  # still autobahn's names
+    seam.defer_autobahn_log_arguments()
+    assert all(isinstance(getattr(m, h), functools.partial) for m, h in helpers)
+    assert seam.defer_autobahn_log_arguments() == 0  # once
+    protocol = modules[0]
+    deferred = protocol.hlval(1234)
+    assert isinstance(deferred, seam._Formatted)
+    assert f"{deferred}" == str(deferred) == autobahn_util.hlval(1234)
+    assert f"{protocol.hltype(test_missing_names_each_absent_attribute)}" == autobahn_util.hltype(
+        test_missing_names_each_absent_attribute
+    )

@@ -3,6 +3,8 @@
 - ``inline``: ordered per-connection lane work (one thread per busy connection).
 - ``pool``: slow methods, shared by every connection, bounded.
 - ``background``: agent builds, teardowns, reaper checks.
+- :func:`spawn`: work that may block for a long time (a turn waiting for a person): a thread
+  of its own, an idle one reused when there is one.
 """
 
 from __future__ import annotations
@@ -119,3 +121,84 @@ _scheduler = _Scheduler()
 def call_later(delay: float, fn: Callable[[], Any]) -> Timer:
     """Run ``fn`` on the background pool after ``delay`` seconds unless cancelled."""
     return _scheduler.call_later(delay, fn)
+
+
+class _ReusedThread:
+    """A thread that runs one task after another, and ends after IDLE_S without one."""
+
+    IDLE_S = 60.0
+
+    def __init__(self, threads: Threads) -> None:
+        self._threads = threads
+        self._task: tuple[Callable[..., Any], tuple[Any, ...], str] | None = None
+        self._cond = threading.Condition(threading.Lock())
+
+    def start(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
+        self._task = (fn, args, name)
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def give(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
+        with self._cond:
+            self._task = (fn, args, name)
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            task, self._task = self._task, None
+            if task is None:
+                return
+            fn, args, name = task
+            threading.current_thread().name = name
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("%s failed", name)
+            threading.current_thread().name = "gw-idle"
+            with self._cond:
+                self._threads.idle(self)
+                if not self._cond.wait_for(lambda: self._task is not None, self.IDLE_S):
+                    if self._threads.retire(self):
+                        return
+                    self._cond.wait_for(lambda: self._task is not None)  # given one as it retired
+
+
+class Threads:
+    """Threads for long, blocking work: never a queue behind a busy one. Starting a thread
+    waits until it runs, which under load (other threads holding the interpreter lock) takes
+    milliseconds; handing work to an idle one does not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_ReusedThread] = []
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> None:
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            _ReusedThread(self).start(fn, args, name)
+        else:
+            worker.give(fn, args, name)
+
+    def idle(self, worker: _ReusedThread) -> None:
+        with self._lock:
+            self._idle.append(worker)
+
+    def retire(self, worker: _ReusedThread) -> bool:
+        """Take an idle worker out of use; False when it was handed a task meanwhile."""
+        with self._lock:
+            if worker in self._idle:
+                self._idle.remove(worker)
+                return True
+            return False
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+
+_threads = Threads()
+
+
+def spawn(fn: Callable[..., Any], *args: Any, name: str) -> None:
+    """Run ``fn(*args)`` on a thread of its own (an idle one reused), named ``name`` meanwhile."""
+    _threads.spawn(fn, *args, name=name)

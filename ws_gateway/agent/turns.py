@@ -9,13 +9,12 @@ assistant row (what was said, also when interrupted) when the turn ends.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any, cast
 
 from django import db
 
-from .. import framing, logs, metrics
+from .. import framing, logs, metrics, workers
 from ..conf import gateway_settings
 from ..errors import (
     AGENT_BUILD_FAILED,
@@ -181,8 +180,7 @@ def start(live: LiveSession, text: str, observer: Any = None) -> None:
     live.running = True
     live.idle.clear()
     live.touch()
-    thread = threading.Thread(target=_run, args=(live, ctx), name=f"gw-turn-{live.id}", daemon=True)
-    thread.start()
+    workers.spawn(_run, live, ctx, name=f"gw-turn-{live.id}")
 
 
 def _run(live: LiveSession, ctx: TurnContext) -> None:
