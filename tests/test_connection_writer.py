@@ -131,6 +131,7 @@ async def test_a_backlog_found_after_queued_writes_closes_with_4008(box: Outbox,
     conn = Connection(
         "c-q", user_id=None, peer="t", send_text=socket.send_text, close=socket.close, transport=transport
     )
+    conn._start_writer()
     conn._out.append("queued")  # a frame already waiting: the next ones queue behind it
     conn.push("behind")
     transport.backlog = 500

@@ -59,9 +59,10 @@ def test_text_frames_built_by_the_seam_parse_as_rfc_6455_frames_of_every_length_
 def test_autobahn_log_arguments_are_deferred_and_format_as_before() -> None:
     modules = [importlib.import_module(name) for name in seam.AUTOBAHN_LOGGING_MODULES]
     helpers = [(m, h) for m in modules for h in seam.AUTOBAHN_LOG_HELPERS]
-    assert all(hasattr(m, h) for m, h in helpers)  # still autobahn's names
+    assert all(hasattr(m, h) for m, h in helpers) and hasattr(modules[0], "pformat")  # autobahn's names
     seam.defer_autobahn_log_arguments()
     assert all(isinstance(getattr(m, h), functools.partial) for m, h in helpers)
+    assert modules[0].pformat([("a", 1)]) == "[('a', 1)]"
     assert seam.defer_autobahn_log_arguments() == 0  # once
     protocol = modules[0]
     deferred = protocol.hlval(1234)

@@ -1,7 +1,6 @@
 """Who is on the other end of a socket: Django session cookie (browsers) or bearer token.
 
-``GatewayAuthMiddleware`` is Channels' ``AuthMiddlewareStack`` (cookie user resolved only
-for browser sockets that carry one): a request
+``GatewayAuthMiddleware`` authenticates the handshake in one layer: a request
 with ``Authorization: Bearer <token>`` (or ``?token=`` for clients that cannot
 set headers) is authenticated by :class:`~ws_gateway.models.AccessToken`;
 otherwise the session cookie decides. Tokens are stored hashed and never logged.
@@ -22,16 +21,19 @@ Create one with ``manage.py gateway_token USERNAME``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddleware
+from channels.auth import get_user
 from channels.db import database_sync_to_async
-from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.http.cookie import parse_cookie
 from django.utils import timezone
 
 from .conf import gateway_settings
@@ -88,23 +90,50 @@ def _mark_used(model: Any, pk: int) -> None:
     model.objects.filter(pk=pk).update(last_used_at=timezone.now())
 
 
-class TokenAuthMiddleware:
-    """Sets ``scope["user"]`` from a bearer token (``scope["token_user"]``), or
-    ``scope["auth_failed"]`` (where the bad token was: ``header`` | ``query``)."""
+class GatewayAuthMiddleware:
+    """Who the socket is, in one layer: ``scope["user"]`` from a bearer token (with
+    ``scope["token_user"]``), else from the Django session cookie of a browser socket, else
+    ``AnonymousUser``; ``scope["auth_failed"]`` names where a bad token was (``header`` |
+    ``query``).
+
+    Channels' ``AuthMiddlewareStack`` would do the cookie part in three layers, each copying
+    the scope and each a coroutine alive for the whole connection (~6 KB a socket), and look
+    the user up even where :func:`identify` ignores it: the cookie counts only for a browser
+    socket (one with an ``Origin``), and a socket without the cookie has no user to look up.
+    The session's user is resolved by Channels' own ``get_user``.
+    """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope, user=AnonymousUser())
         found = bearer_token(scope)
         if found is not None:
             token, where = found
             user = await user_for_token(token)
             if user is not None:
-                scope = dict(scope, user=user, token_user=True)
+                scope.update(user=user, token_user=True)
             else:
-                scope = dict(scope, auth_failed=where)
+                scope["auth_failed"] = where
+        if not scope.get("token_user") and is_browser(scope):
+            session_key = _cookies(scope).get(settings.SESSION_COOKIE_NAME)
+            if session_key:
+                scope["session"] = _session_store()(session_key)
+                scope["user"] = await get_user(scope)
         return await self.inner(scope, receive, send)
+
+
+def _cookies(scope: dict[str, Any]) -> dict[str, str]:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin-1"))
+    return {}
+
+
+@functools.cache
+def _session_store() -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore
 
 
 @dataclass(frozen=True)
@@ -133,23 +162,3 @@ def identify(scope: dict[str, Any]) -> Identity | str:
     if not anonymous_ok:
         return "not authenticated"
     return Identity(None)
-
-
-class SessionUserMiddleware(AuthMiddleware):  # type: ignore[misc]  # channels has no types
-    """Channels' session-cookie user, looked up only where it can count.
-
-    :func:`identify` takes the cookie's user only for a browser socket (one with an
-    ``Origin``), and a socket without a session cookie has no user to look up; those get
-    ``AnonymousUser`` at once instead of a database thread hop (most of a connect's cost
-    for programs, which authenticate with tokens)."""
-
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
-        if scope["session"].session_key is None or not is_browser(scope):
-            scope["user"]._wrapped = AnonymousUser()
-            return
-        await super().resolve_scope(scope)
-
-
-def GatewayAuthMiddleware(inner: Any) -> Any:
-    """Session cookie auth, then bearer tokens on top."""
-    return CookieMiddleware(SessionMiddleware(SessionUserMiddleware(TokenAuthMiddleware(inner))))

@@ -51,6 +51,7 @@ class Socket(Caller, Protocol):
 log = logging.getLogger(__name__)
 
 PING = "gateway.ping"
+_EMPTY_LANE: deque[Any] = deque(maxlen=0)  # the lane of a connection that never queued a call
 
 # Run on the loop before a call runs here: the owner's result when the call's session is owned
 # by another process, else None (awaits, holds no thread).
@@ -133,7 +134,7 @@ class Dispatcher:
     def __init__(self, conn: Socket) -> None:
         self.conn = conn
         self.loop = asyncio.get_running_loop()
-        self._lane: deque[Any] = deque()
+        self._lane: deque[Any] = _EMPTY_LANE  # its own deque once a call queues (idle sockets: none)
         self._lane_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bucket = TokenBucket.from_settings()
@@ -224,19 +225,20 @@ class Dispatcher:
         if all(isinstance(slot, dict) for slot in slots):
             self._push_batch([_sized(encode(slot), slot.get("id"), "") for slot in slots])
             return
-        self._lane.append(slots)
-        self._kick_lane()
+        self._queue_in_lane(slots)
 
     def _schedule(self, job: Job) -> None:
         if job.spec.pool:
             self._spawn(self._run_and_answer(job, workers.pool()))
         else:
-            self._lane.append(job)
-            self._kick_lane()
+            self._queue_in_lane(job)
 
     # -- running -------------------------------------------------------
 
-    def _kick_lane(self) -> None:
+    def _queue_in_lane(self, item: Any) -> None:
+        if self._lane is _EMPTY_LANE:
+            self._lane = deque()
+        self._lane.append(item)
         if self._lane_task is None:
             self._lane_task = self._spawn(self._drain_lane())
 

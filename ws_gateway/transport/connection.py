@@ -27,6 +27,8 @@ from .daphne import TransportView
 
 log = logging.getLogger(__name__)
 
+# The queue of a connection that never queued a frame (shared, always empty).
+_NOTHING_QUEUED: deque[str] = deque(maxlen=0)
 # Seconds a slow consumer gets to read up to its close frame before the connection is dropped.
 SLOW_CONSUMER_ABORT_S = 10.0
 
@@ -67,13 +69,15 @@ class Connection:
         self.closed = False
         self._send_text = send_text
         self._close = close
-        self._out: deque[str] = deque()
+        # Frames waiting for the socket, with their writer: made when first needed (with the
+        # daphne seam most sockets never queue; an idle socket costs less without them).
+        self._out: deque[str] = _NOTHING_QUEUED
         self._out_bytes = 0
         self._transport = transport
         # Sessions whose missed events are being read from the durable log: deliveries wait here.
         self._filling: dict[str, list[tuple[int, str, str | None]]] = {}
-        self._wake = asyncio.Event()
-        self._writer = asyncio.get_running_loop().create_task(self._write())
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     # -- outbound ------------------------------------------------------
 
@@ -90,6 +94,8 @@ class Connection:
             if self._transport.unsent_bytes() > gateway_settings.OUTBOUND_MAX_BYTES:
                 self._slow_consumer()
             return
+        if self._wake is None:
+            self._start_writer()
         self._out.append(text)
         self._out_bytes += len(text)
         if (
@@ -98,13 +104,19 @@ class Connection:
         ):
             self._slow_consumer()
             return
+        assert self._wake is not None
         self._wake.set()
 
-    async def _write(self) -> None:
+    def _start_writer(self) -> None:
+        self._out = deque()
+        self._wake = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._write(self._wake))
+
+    async def _write(self, wake: asyncio.Event) -> None:
         out = self._out
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             while out:
                 text = out.popleft()
                 self._out_bytes -= len(text)
@@ -245,7 +257,8 @@ class Connection:
 
     async def shutdown(self) -> None:
         self.closed = True
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         outbox.connections.discard(self)
         for session_id in list(self.sessions):
             try:
