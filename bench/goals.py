@@ -863,7 +863,8 @@ def why_missed(rows: list[Row]) -> list[str]:
     for r in rows:
         if r.met is not False:
             continue
-        reason = next((why for key, why in WHY_MISSED.items() if r.figure.startswith(key)), "")
+        keys = [key for key in WHY_MISSED if r.figure.startswith(key)]
+        reason = WHY_MISSED[max(keys, key=len)] if keys else ""  # the most specific
         line = f"- {r.figure}: {reason or 'no measured reason recorded'}"
         if reason and any(reason in seen for seen in out):
             line = f"- {r.figure}: as above"
