@@ -24,6 +24,14 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interv
         await asyncio.sleep(interval)
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.005) -> None:
+    """From a test's thread: poll ``predicate`` until it is truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
+        time.sleep(interval)
+
+
 def stored_rows(database_url: str, key: str) -> list[tuple[str, str]]:
     """(role, text) of a stored transcript, read straight from the servers' database."""
     import dj_database_url

@@ -225,3 +225,16 @@ async def test_deltas_emitted_on_the_loop_itself_never_wait(monkeypatch: Any) ->
         box.emit("s", "message.delta", {"text": word})
     await until(lambda: len(conn.seen) == 1)
     assert conn.seen[0][1]["params"]["payload"]["text"] == "a b c"
+
+
+async def test_deltas_queued_before_a_loop_is_bound_never_wait(monkeypatch: Any) -> None:
+    monkeypatch.setattr(outbox_module, "BACKLOG_WAIT_S", 3600.0)  # a wait here would hang the test
+    monkeypatch.setattr(outbox_module, "LOOP_LAG_S", 0.0)
+    box = Outbox()
+    conn = Conn()
+    box.subscribe("s", conn)
+    for word in ("a ", "b ", "c"):  # no loop yet: nobody would drain
+        box.emit("s", "message.delta", {"text": word})
+    box.bind(asyncio.get_running_loop())
+    await until(lambda: len(conn.seen) == 1)
+    assert conn.seen[0][1]["params"]["payload"]["text"] == "a b c"

@@ -4,18 +4,11 @@ at once, an idle thread is reused, and an idle thread ends after a while."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
+from tests.helpers import wait_until
 from ws_gateway.workers import Threads, _ReusedThread
-
-
-def wait_until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)  # polling interval of a bounded wait
 
 
 def test_each_task_runs_at_once_on_its_own_thread_even_when_others_block() -> None:

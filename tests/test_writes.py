@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
+from tests.helpers import wait_until
 from ws_gateway.checks import sqlite_warnings
 from ws_gateway.models import ClientConfig
 from ws_gateway.writes import GroupCommit, batched, immediate, write_unit
@@ -74,15 +76,47 @@ def test_the_check_recommends_immediate_transactions_and_wal():
     assert sqlite_warnings(tuned, tuning=False) == []
 
 
+def queued_behind_a_commit(
+    group: GroupCommit, first: Callable[[], Any], units: dict[str, Callable[[], Any]]
+) -> dict[str, object]:
+    """Run ``first`` as the leader of a commit that waits until every unit has queued behind it,
+    then let it go; each caller's result (or exception) by name (``first`` for the leader)."""
+    held, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def lead() -> Any:
+        value = first()
+        held.set()
+        assert release.wait(30)
+        return value
+
+    def call(name: str, fn: Callable[[], Any]) -> None:
+        try:
+            results[name] = group.run(fn)
+        except Exception as exc:
+            results[name] = exc
+        finally:
+            connections.close_all()
+
+    leader = threading.Thread(target=call, args=("first", lead))
+    leader.start()
+    assert held.wait(30)
+    threads = [threading.Thread(target=call, args=(name, fn)) for name, fn in units.items()]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(group._queue) == len(units))  # all queued behind the running commit
+    release.set()
+    for thread in [leader, *threads]:
+        thread.join(30)
+    return results
+
+
 def test_group_commit_shares_one_transaction_and_isolates_a_failing_unit():
     """Units that queue while a commit runs are committed together; a bad one fails only its caller."""
     group = GroupCommit()
-    held, release = threading.Event(), threading.Event()
 
     def first() -> str:
         ClientConfig.objects.create(owner_key="first")
-        held.set()
-        assert release.wait(30)
         return "first"
 
     def unit(name: str) -> str:
@@ -91,30 +125,8 @@ def test_group_commit_shares_one_transaction_and_isolates_a_failing_unit():
         ClientConfig.objects.create(owner_key=name)
         return name
 
-    results: dict[str, object] = {}
-
-    def call(name: str, fn) -> None:
-        try:
-            results[name] = group.run(fn)
-        except Exception as exc:
-            results[name] = exc
-        finally:
-            connections.close_all()
-
-    leader = threading.Thread(target=call, args=("first", first))
-    leader.start()
-    assert held.wait(30)
     names = [f"u{i}" for i in range(8)] + ["bad"]
-    threads = [threading.Thread(target=call, args=(n, lambda n=n: unit(n))) for n in names]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    while len(group._queue) < len(names):  # all queued behind the running commit
-        assert time.monotonic() < deadline, "units did not queue"
-        time.sleep(0.005)
-    release.set()
-    for thread in [leader, *threads]:
-        thread.join(30)
+    results = queued_behind_a_commit(group, first, {n: (lambda n=n: unit(n)) for n in names})
     assert results["first"] == "first"
     assert all(results[n] == n for n in names[:-1])
     assert isinstance(results["bad"], IntegrityError)
@@ -135,37 +147,8 @@ def test_batched_writes_of_a_shared_transaction_are_made_together_and_a_bad_one_
     add("alone")  # outside a group commit: at once
     assert flushed == [["alone"]]
     group = GroupCommit()
-    held, release = threading.Event(), threading.Event()
-
-    def first() -> None:
-        add("first")
-        held.set()
-        assert release.wait(30)
-
-    results: dict[str, object] = {}
-
-    def call(name: str, fn) -> None:
-        try:
-            results[name] = group.run(fn)
-        except Exception as exc:
-            results[name] = exc
-        finally:
-            connections.close_all()
-
-    leader = threading.Thread(target=call, args=("first", first))
-    leader.start()
-    assert held.wait(30)
     names = ["u0", "u1", "u2", "alone"]  # "alone" exists: its insert fails the shared flush
-    threads = [threading.Thread(target=call, args=(n, lambda n=n: add(n))) for n in names]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    while len(group._queue) < len(names):
-        assert time.monotonic() < deadline, "units did not queue"
-        time.sleep(0.005)
-    release.set()
-    for thread in [leader, *threads]:
-        thread.join(30)
+    results = queued_behind_a_commit(group, lambda: add("first"), {n: (lambda n=n: add(n)) for n in names})
     assert flushed[1] == ["first"]
     assert sorted(flushed[2]) == sorted(names)  # one executemany for every queued unit
     assert sorted(map(tuple, flushed[3:])) == sorted((n,) for n in names)  # then one by one

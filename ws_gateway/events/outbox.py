@@ -365,7 +365,8 @@ class Outbox:
             if tail is not None and tail[0] == type_:
                 tail[1].append(text)
                 if (
-                    time.monotonic() - self._woken_at > LOOP_LAG_S
+                    self._wake_pending  # a loop was asked to drain (none bound: nobody would)
+                    and time.monotonic() - self._woken_at > LOOP_LAG_S
                     and threading.get_ident() != self._loop_thread
                 ):
                     # The loop has not come for the queue: a producer running flat out waits

@@ -12,39 +12,34 @@ statements are plain SQL that SQLite and PostgreSQL both take.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ..models import StoredSession, TranscriptMessage
 from ..writes import batched
 
-_insert_sql: dict[str, str] = {}
-_update_sql: dict[str, str] = {}
 _ROW_FIELDS = [f for f in TranscriptMessage._meta.concrete_fields if not f.primary_key]
 _LAST_ACTIVE = StoredSession._meta.get_field("last_active")
 
 
-def _sql(cache: dict[str, str], vendor: str, build: Any) -> str:
-    text = cache.get(vendor)
-    if text is None:
-        text = cache[vendor] = build(connections[DEFAULT_DB_ALIAS].ops.quote_name)
-    return text
-
-
-def _build_insert(q: Any) -> str:
-    columns = ", ".join(q(f.column) for f in _ROW_FIELDS)
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    q = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    columns = ", ".join(q(str(f.column)) for f in _ROW_FIELDS)
     marks = ", ".join(["%s"] * len(_ROW_FIELDS))
     return f"INSERT INTO {q(TranscriptMessage._meta.db_table)} ({columns}) VALUES ({marks})"
 
 
-def _build_update(q: Any) -> str:
+@functools.cache
+def _update_sql(vendor: str) -> str:
+    q = connections[DEFAULT_DB_ALIAS].ops.quote_name
     fields = {f.name: f for f in StoredSession._meta.concrete_fields}
 
     def col(name: str) -> str:
-        return str(q(fields[name].column))
+        return str(q(str(fields[name].column)))
 
     return (
         f"UPDATE {q(StoredSession._meta.db_table)} SET {col('message_count')} = %s, "
@@ -56,7 +51,7 @@ def _build_update(q: Any) -> str:
 
 def _insert(batches: list[list[TranscriptMessage]]) -> None:
     conn = connections[DEFAULT_DB_ALIAS]
-    sql = _sql(_insert_sql, conn.vendor, _build_insert)
+    sql = _insert_sql(conn.vendor)
     rows = [row for rows in batches for row in rows]
     params = [[f.get_db_prep_save(f.pre_save(row, True), conn) for f in _ROW_FIELDS] for row in rows]
     with conn.cursor() as cursor:
@@ -65,7 +60,7 @@ def _insert(batches: list[list[TranscriptMessage]]) -> None:
 
 def _update(updates: list[tuple[str, int, datetime, str]]) -> None:
     conn = connections[DEFAULT_DB_ALIAS]
-    sql = _sql(_update_sql, conn.vendor, _build_update)
+    sql = _update_sql(conn.vendor)
     params = [
         [count, _LAST_ACTIVE.get_db_prep_save(last_active, conn), preview, key]
         for key, count, last_active, preview in updates
