@@ -33,14 +33,15 @@ def test_a_waiting_stream_goes_on_when_the_last_request_ends(monkeypatch: pytest
     requests.end()
     requests.end()  # the last one: the stream goes on
     thread.join(30)
-    assert not thread.is_alive() and waited and waited[0] < 3600
+    assert not thread.is_alive() and waited  # released by the end, not by the hour-long bound
     assert requests.running == 0
 
 
 def test_a_stream_never_waits_longer_than_the_bound() -> None:
     requests = UrgentWork()
     requests.begin()  # never ends
-    assert requests.give_way(timeout=0.01) >= 0.01
+    requests.give_way(timeout=0.01)  # returns although the work still runs (a hang fails the test)
+    assert requests.running == 1
 
 
 def test_after_waiting_a_stream_runs_as_long_as_it_waited(monkeypatch: pytest.MonkeyPatch) -> None:
